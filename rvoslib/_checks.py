@@ -1,0 +1,68 @@
+"""Input checks shared by the public entry points.
+
+Every public ``forward`` and function validates what the user handed it with these helpers,
+so that bad input fails early with a message naming the argument, the expected and the actual
+value, instead of a stack trace from deep inside torch. The checks are skipped while
+``torch.compile`` traces (they would only add guards to the compiled graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["check_tensor", "format_shape", "is_compiling"]
+
+
+def is_compiling() -> bool:
+    """Whether the code is being traced by ``torch.compile`` / ``torch.export``."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return bool(compiler.is_compiling())
+    return False
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """Format a shape as ``(2, 3, 64, 64)``."""
+    return "(" + ", ".join(str(int(size)) for size in shape) + ")"
+
+
+def check_tensor(
+    value: object,
+    name: str,
+    dims: Sequence[str | int],
+    *,
+    floating: bool | None = None,
+) -> torch.Tensor:
+    """Check that ``value`` is a tensor of the given rank (and fixed sizes).
+
+    Args:
+        value: The argument to check.
+        name: The argument's name, used in the error message.
+        dims: One entry per dimension: a symbolic name such as ``"B"`` (any size) or an
+            integer that the size must equal.
+        floating: ``True`` requires a floating dtype, ``False`` an integer or bool dtype,
+            ``None`` accepts any dtype.
+
+    Returns:
+        The tensor, unchanged.
+
+    Raises:
+        TypeError: ``value`` is not a tensor or has the wrong kind of dtype.
+        ValueError: the rank or a fixed size differs. The message names the argument, the
+            expected layout and the actual shape, e.g.
+            ``frames must be (B, T, 3, H, W), got (3, 3, 97, 131)``.
+    """
+    expected = "(" + ", ".join(str(dim) for dim in dims) + ")"
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {expected}, got {type(value).__name__}")
+    if value.ndim != len(dims) or any(
+        isinstance(dim, int) and value.shape[i] != dim for i, dim in enumerate(dims)
+    ):
+        raise ValueError(f"{name} must be {expected}, got {format_shape(value.shape)}")
+    if floating is True and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
+    if floating is False and value.is_floating_point():
+        raise TypeError(f"{name} must have an integer or bool dtype, got {value.dtype}")
+    return value

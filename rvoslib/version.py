@@ -1,0 +1,5 @@
+"""The single source of rvoslib's version number."""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
