@@ -56,7 +56,9 @@ def check_tensor(
     """
     expected = "(" + ", ".join(str(dim) for dim in dims) + ")"
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {expected}, got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape {expected}, got {type(value).__name__}"
+        )
     if value.ndim != len(dims) or any(
         isinstance(dim, int) and value.shape[i] != dim for i, dim in enumerate(dims)
     ):

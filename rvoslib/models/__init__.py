@@ -1,0 +1,29 @@
+"""Model parts and the composed :class:`RVOSModel`."""
+
+from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm
+from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention
+from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead
+from rvoslib.models.presets import create_model, get_preset_config, list_presets, register_preset
+from rvoslib.models.rvos import RVOSConfig, RVOSModel
+from rvoslib.models.temporal import TemporalModule
+from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
+
+__all__ = [
+    "CrossModalFusion",
+    "HashTokenizer",
+    "MultiHeadCrossAttention",
+    "MultiScaleSegmentationHead",
+    "RVOSConfig",
+    "RVOSModel",
+    "SegmentationHead",
+    "TemporalModule",
+    "TextEncoder",
+    "TextFeatures",
+    "TinyConvNet",
+    "VisualBackbone",
+    "create_model",
+    "freeze_batchnorm",
+    "get_preset_config",
+    "list_presets",
+    "register_preset",
+]

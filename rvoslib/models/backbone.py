@@ -1,0 +1,334 @@
+"""Visual backbones: torchvision ResNets, any timm model, and a tiny built-in CNN.
+
+A :class:`VisualBackbone` maps frames to a list of feature maps, one per requested output
+stride (4, 8, 16 and/or 32), and declares each level's ``out_channels`` and ``strides`` so that
+the parts after it can be wired without guessing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from rvoslib._checks import check_tensor, format_shape, is_compiling
+
+__all__ = ["TinyConvNet", "VisualBackbone", "freeze_batchnorm", "load_state_dict_file"]
+
+TORCHVISION_RESNETS = {
+    "resnet18": ("resnet18", "ResNet18_Weights", [64, 128, 256, 512]),
+    "resnet34": ("resnet34", "ResNet34_Weights", [64, 128, 256, 512]),
+    "resnet50": ("resnet50", "ResNet50_Weights", [256, 512, 1024, 2048]),
+    "resnet101": ("resnet101", "ResNet101_Weights", [256, 512, 1024, 2048]),
+}
+TINY_NAME = "tinycnn"
+VALID_STRIDES = (4, 8, 16, 32)
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state dict from a ``.safetensors``, ``.pth``/``.pt`` or ``.bin`` file.
+
+    Checkpoints that wrap the weights (``{"state_dict": ...}`` or ``{"model": ...}``) are
+    unwrapped.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint_path {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` in ``module`` by a ``FrozenBatchNorm2d`` with its statistics.
+
+    Returns:
+        The converted module (``module`` itself unless it is a BatchNorm layer).
+    """
+    if isinstance(module, nn.BatchNorm2d):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        if module.affine:
+            frozen.weight.copy_(module.weight.detach())
+            frozen.bias.copy_(module.bias.detach())
+        if module.running_mean is not None:
+            frozen.running_mean.copy_(module.running_mean)
+            frozen.running_var.copy_(module.running_var)
+        return frozen
+    for name, child in module.named_children():
+        converted = freeze_batchnorm(child)
+        if converted is not child:
+            setattr(module, name, converted)
+    return module
+
+
+class TinyConvNet(nn.Module):
+    """A small four-stage CNN (strides 4, 8, 16, 32) for fast CPU experiments and tests.
+
+    Args:
+        channels: Output channels of the four stages.
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"channels must have 4 entries, got {list(channels)}")
+
+        def conv_bn(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(inplace=True),
+            )
+
+        c1, c2, c3, c4 = channels
+        self.stem = nn.Sequential(conv_bn(3, c1 // 2, 2), conv_bn(c1 // 2, c1, 2))
+        self.stages = nn.ModuleList(
+            [
+                conv_bn(c1, c1, 1),
+                nn.Sequential(conv_bn(c1, c2, 2), conv_bn(c2, c2, 1)),
+                nn.Sequential(conv_bn(c2, c3, 2), conv_bn(c3, c3, 1)),
+                nn.Sequential(conv_bn(c3, c4, 2), conv_bn(c4, c4, 1)),
+            ]
+        )
+        self.channels = list(channels)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``images (N, 3, H, W)`` -> four maps ``(N, C_i, H / s_i, W / s_i)``, s = 4, 8, 16, 32."""
+        features = []
+        hidden = self.stem(images)
+        for stage in self.stages:
+            hidden = stage(hidden)
+            features.append(hidden)
+        return features
+
+
+class _TorchvisionResNetTrunk(nn.Module):
+    """Stem + layer1..layer4 of a torchvision ResNet, returning the four stage outputs."""
+
+    def __init__(self, resnet: nn.Module) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        hidden = self.stem(images)
+        for stage in self.stages:
+            hidden = stage(hidden)
+            features.append(hidden)
+        return features
+
+
+class VisualBackbone(nn.Module):
+    """Multi-scale image features from a torchvision ResNet, a timm model or ``tinycnn``.
+
+    The trunk's stage outputs at the requested ``out_strides`` are returned. As in the
+    reference design, a 1x1 ``feature_refine`` convolution halves the channels of the last
+    (coarsest) level when ``refine_last`` is true.
+
+    Args:
+        name: ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"`` (torchvision),
+            ``"tinycnn"`` (built in), or any timm model name (optionally prefixed ``"timm/"``)
+            that supports ``features_only``.
+        pretrained: Load ImageNet weights from torchvision/timm (downloads on first use).
+        checkpoint_path: A local weights file (``.pth``, ``.pt``, ``.bin`` or
+            ``.safetensors``) for the trunk, in the torchvision/timm key layout. Works offline.
+        out_strides: Strides of the returned levels, a subset of ``(4, 8, 16, 32)``.
+        refine_last: Add the 1x1 ``feature_refine`` conv that halves the last level's channels.
+        freeze_stages: Number of leading parts to freeze: 0 = nothing, 1 = the stem,
+            ``k`` = the stem and the first ``k - 1`` stages (torchvision ResNets and tinycnn).
+        frozen_bn: Replace BatchNorm layers of the trunk by ``FrozenBatchNorm2d``.
+        channels: Stage widths for ``tinycnn``.
+        **timm_kwargs: Extra arguments for ``timm.create_model``.
+
+    Attributes:
+        out_channels: Channels of each returned level.
+        strides: Stride of each returned level.
+
+    Example:
+        >>> backbone = VisualBackbone("resnet18")
+        >>> [f.shape[-1] for f in backbone(torch.zeros(2, 3, 64, 64))]
+        [16, 8, 4, 2]
+        >>> backbone.out_channels, backbone.strides
+        ([64, 128, 256, 256], [4, 8, 16, 32])
+    """
+
+    def __init__(
+        self,
+        name: str = "resnet50",
+        *,
+        pretrained: bool = False,
+        checkpoint_path: str | os.PathLike | None = None,
+        out_strides: Sequence[int] = VALID_STRIDES,
+        refine_last: bool = True,
+        freeze_stages: int = 0,
+        frozen_bn: bool = False,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        **timm_kwargs: object,
+    ) -> None:
+        super().__init__()
+        out_strides = sorted(int(s) for s in out_strides)
+        if not out_strides or any(s not in VALID_STRIDES for s in out_strides):
+            raise ValueError(f"out_strides must be a subset of {VALID_STRIDES}, got {out_strides}")
+        self.name = name
+        if name in TORCHVISION_RESNETS:
+            self.trunk, trunk_channels = self._build_torchvision(name, pretrained)
+            trunk_strides = list(VALID_STRIDES)
+        elif name == TINY_NAME:
+            if pretrained:
+                raise ValueError("tinycnn has no pretrained weights; use pretrained=False")
+            self.trunk = TinyConvNet(channels)
+            trunk_channels, trunk_strides = list(channels), list(VALID_STRIDES)
+        else:
+            self.trunk, trunk_channels, trunk_strides = self._build_timm(
+                name, pretrained, out_strides, timm_kwargs
+            )
+        missing = [s for s in out_strides if s not in trunk_strides]
+        if missing:
+            raise ValueError(
+                f"backbone {name!r} has no level at strides {missing}; available {trunk_strides}"
+            )
+        if checkpoint_path is not None:
+            self.load_trunk_weights(checkpoint_path)
+        self._level_indices = [trunk_strides.index(s) for s in out_strides]
+        self.strides = out_strides
+        self.out_channels = [trunk_channels[i] for i in self._level_indices]
+        self.feature_refine: nn.Module | None = None
+        if refine_last:
+            refined = max(1, self.out_channels[-1] // 2)
+            self.feature_refine = nn.Conv2d(self.out_channels[-1], refined, kernel_size=1)
+            self.out_channels[-1] = refined
+        if frozen_bn:
+            freeze_batchnorm(self.trunk)
+        self._freeze(freeze_stages)
+
+    @staticmethod
+    def _build_torchvision(name: str, pretrained: bool) -> tuple[nn.Module, list[int]]:
+        builder_name, weights_name, channels = TORCHVISION_RESNETS[name]
+        weights = getattr(torchvision.models, weights_name).DEFAULT if pretrained else None
+        resnet = getattr(torchvision.models, builder_name)(weights=weights)
+        return _TorchvisionResNetTrunk(resnet), list(channels)
+
+    @staticmethod
+    def _build_timm(
+        name: str, pretrained: bool, out_strides: list[int], kwargs: dict
+    ) -> tuple[nn.Module, list[int], list[int]]:
+        import timm
+
+        model_name = name.removeprefix("timm/")
+        if not timm.is_model(model_name):
+            valid = ", ".join([*TORCHVISION_RESNETS, TINY_NAME])
+            raise KeyError(
+                f"unknown backbone {name!r}: expected one of {valid} or a timm model name "
+                f"(see timm.list_models())"
+            )
+        probe = timm.create_model(model_name, pretrained=False, features_only=True, **kwargs)
+        reductions = list(probe.feature_info.reduction())
+        indices = [reductions.index(s) for s in out_strides if s in reductions]
+        if pretrained:
+            trunk = timm.create_model(
+                model_name, pretrained=True, features_only=True, out_indices=indices, **kwargs
+            )
+        else:
+            trunk = timm.create_model(
+                model_name, pretrained=False, features_only=True, out_indices=indices, **kwargs
+            )
+        return trunk, list(trunk.feature_info.channels()), list(trunk.feature_info.reduction())
+
+    def load_trunk_weights(self, checkpoint_path: str | os.PathLike) -> None:
+        """Load trunk weights from a local file (torchvision or timm key layout).
+
+        Keys of a full torchvision ResNet (``conv1.weight``, ``layer1.0...``, ``fc.*``) are
+        mapped onto the trunk; classifier weights are ignored.
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: the file's keys do not fit the trunk (names the missing keys).
+        """
+        state = load_state_dict_file(checkpoint_path)
+        if isinstance(self.trunk, _TorchvisionResNetTrunk):
+            state = _torchvision_keys_to_trunk(state)
+        else:
+            own = set(self.trunk.state_dict())
+            state = {k: v for k, v in state.items() if k in own}
+        missing, _ = self.trunk.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing:
+            raise ValueError(
+                f"checkpoint_path {os.fspath(checkpoint_path)!r} does not fit backbone "
+                f"{self.name!r}: {len(missing)} missing keys, e.g. {missing[:3]}"
+            )
+
+    def _freeze(self, freeze_stages: int) -> None:
+        if freeze_stages <= 0:
+            return
+        parts: list[nn.Module]
+        if isinstance(self.trunk, (_TorchvisionResNetTrunk, TinyConvNet)):
+            parts = [self.trunk.stem, *self.trunk.stages]
+        else:
+            parts = list(self.trunk.children())
+        if freeze_stages > len(parts):
+            raise ValueError(f"freeze_stages must be <= {len(parts)}, got {freeze_stages}")
+        for part in parts[:freeze_stages]:
+            part.requires_grad_(False)
+
+    def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Compute the multi-scale features.
+
+        Args:
+            frames: ``(N, 3, H, W)`` or ``(B, T, 3, H, W)`` float images.
+
+        Returns:
+            One map per stride in ``self.strides``: ``(N, C_i, ceil(H/s_i), ceil(W/s_i))``
+            (or ``(B, T, C_i, ...)`` for 5-D input), channels ``self.out_channels``.
+        """
+        video_shape = None
+        if not is_compiling():
+            if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
+                shape = format_shape(frames.shape) if isinstance(frames, torch.Tensor) else None
+                raise ValueError(f"frames must be (N, 3, H, W) or (B, T, 3, H, W), got {shape}")
+            dims = ("B", "T", 3, "H", "W") if frames.ndim == 5 else ("N", 3, "H", "W")
+            check_tensor(frames, "frames", dims, floating=True)
+        if frames.ndim == 5:
+            video_shape = frames.shape[:2]
+            frames = frames.flatten(0, 1)
+        levels = self.trunk(frames)
+        features = [levels[i] for i in self._level_indices] if self._uses_all_levels else levels
+        if self.feature_refine is not None:
+            features = [*features[:-1], self.feature_refine(features[-1])]
+        if video_shape is not None:
+            features = [f.unflatten(0, video_shape) for f in features]
+        return features
+
+    @property
+    def _uses_all_levels(self) -> bool:
+        return isinstance(self.trunk, (_TorchvisionResNetTrunk, TinyConvNet))
+
+
+def _torchvision_keys_to_trunk(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map full-ResNet keys (``conv1``, ``bn1``, ``layerK``) to the trunk's ``stem``/``stages``."""
+    mapped = {}
+    for key, value in state.items():
+        if key.startswith("conv1."):
+            mapped["stem.0." + key[len("conv1.") :]] = value
+        elif key.startswith("bn1."):
+            mapped["stem.1." + key[len("bn1.") :]] = value
+        elif key.startswith("layer"):
+            index, rest = key[len("layer") :].split(".", 1)
+            mapped[f"stages.{int(index) - 1}.{rest}"] = value
+        elif key.startswith(("stem.", "stages.")):
+            mapped[key] = value
+    return mapped

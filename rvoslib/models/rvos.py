@@ -1,0 +1,334 @@
+"""The RVOS meta-architecture: backbone -> fusion with text -> temporal -> head."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib._io import atomic_directory
+from rvoslib.models.backbone import VisualBackbone
+from rvoslib.models.fusion import CrossModalFusion
+from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead
+from rvoslib.models.temporal import TemporalModule
+from rvoslib.models.text import TextEncoder, TextFeatures
+
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "RVOSConfig", "RVOSModel"]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+HEAD_KINDS = ("simple", "multiscale")
+_TOKENIZER_FILES = ("tokenizer_config.json", "rvos_hash_tokenizer.json")
+
+
+@dataclass
+class RVOSConfig:
+    """Everything needed to build an :class:`RVOSModel` (saved as ``config.json``).
+
+    Attributes:
+        backbone: Backbone name (see :class:`~rvoslib.models.VisualBackbone`).
+        out_strides: Backbone levels to compute; the last is fused with text, the others feed
+            the multi-scale head.
+        backbone_kwargs: Extra :class:`VisualBackbone` arguments (``channels``,
+            ``freeze_stages``, ``frozen_bn``, ``refine_last``, timm arguments).
+        text_model: Hugging Face hub name or local folder of the language model.
+        text_config: Architecture of a randomly initialised language model (overrides the
+            name's architecture; filled in by ``save_pretrained`` so loading needs no download).
+        tokenizer: ``None`` (the language model's own), ``"hash"``, a hub name or a folder.
+        pooling: ``"cls"`` or ``"mean"``.
+        freeze_text: Freeze the language model.
+        max_text_length: Maximum number of tokens.
+        hidden_dim: Width of fusion, temporal module and text projection.
+        num_heads: Attention heads of the fusion.
+        fusion_dropout: Dropout of the fusion attention and residual.
+        fusion_mode: ``"sentence"`` or ``"tokens"``.
+        attention: ``"sdpa"`` or ``"torch_mha"``.
+        temporal: Use the 3D-convolution temporal module.
+        head: ``"simple"`` (the reference x32 head) or ``"multiscale"`` (FPN-style).
+        head_hidden: Width of the head.
+        head_dropout: Dropout before the classifier.
+        head_text_film: Let the sentence modulate the multi-scale head's laterals.
+    """
+
+    backbone: str = "resnet50"
+    out_strides: tuple[int, ...] = (32,)
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    text_model: str = "bert-base-uncased"
+    text_config: dict[str, Any] | None = None
+    tokenizer: str | None = None
+    pooling: str = "cls"
+    freeze_text: bool = False
+    max_text_length: int = 32
+    hidden_dim: int = 256
+    num_heads: int = 8
+    fusion_dropout: float = 0.1
+    fusion_mode: str = "sentence"
+    attention: str = "sdpa"
+    temporal: bool = True
+    head: str = "simple"
+    head_hidden: int = 256
+    head_dropout: float = 0.3
+    head_text_film: bool = False
+
+    def __post_init__(self) -> None:
+        self.out_strides = tuple(int(s) for s in self.out_strides)
+        if self.head not in HEAD_KINDS:
+            raise ValueError(f"head must be one of {HEAD_KINDS}, got {self.head!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the fields."""
+        data = dataclasses.asdict(self)
+        data["out_strides"] = list(self.out_strides)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RVOSConfig:
+        """Build from a dict, rejecting unknown keys.
+
+        Raises:
+            ValueError: ``data`` has keys that are not fields (lists them and the valid ones).
+        """
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown RVOSConfig keys {unknown}; valid keys: {valid}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> RVOSConfig:
+        """A copy with some fields changed (unknown names raise ``ValueError``)."""
+        return RVOSConfig.from_dict({**self.to_dict(), **changes})
+
+
+class RVOSModel(nn.Module):
+    """Referring video object segmentation model composed of injected parts.
+
+    ``forward`` runs the backbone on every frame, encodes the expression, lets the coarsest
+    visual level attend to the text, mixes frames with the temporal module and predicts mask
+    logits at the input resolution (the multi-scale head also uses the finer levels).
+
+    Args:
+        backbone: A :class:`VisualBackbone` (or any module with ``out_channels`` returning a
+            list of ``(N, C_i, h_i, w_i)`` maps, coarsest last).
+        text_encoder: A :class:`TextEncoder`.
+        fusion: A :class:`CrossModalFusion` whose ``visual_dim`` is the last level's channels.
+        temporal: A :class:`TemporalModule`, or ``None`` to skip temporal mixing.
+        head: A :class:`SegmentationHead` or :class:`MultiScaleSegmentationHead`.
+        config: The :class:`RVOSConfig` it was built from (needed by ``save_pretrained``).
+
+    Example:
+        >>> from rvoslib import create_model
+        >>> model = create_model("tiny").eval()
+        >>> tokens = model.tokenize(["the red circle"])
+        >>> frames = torch.randn(1, 2, 3, 64, 64)
+        >>> model(frames, tokens["input_ids"], tokens["attention_mask"]).shape
+        torch.Size([1, 2, 1, 64, 64])
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        text_encoder: TextEncoder,
+        fusion: CrossModalFusion,
+        temporal: nn.Module | None,
+        head: nn.Module,
+        config: RVOSConfig | None = None,
+    ) -> None:
+        super().__init__()
+        top_channels = backbone.out_channels[-1]
+        if fusion.visual_dim != top_channels:
+            raise ValueError(
+                f"fusion.visual_dim ({fusion.visual_dim}) must equal the backbone's last "
+                f"out_channels ({top_channels})"
+            )
+        if fusion.text_dim != text_encoder.out_dim:
+            raise ValueError(
+                f"fusion.text_dim ({fusion.text_dim}) must equal text_encoder.out_dim "
+                f"({text_encoder.out_dim})"
+            )
+        self.backbone = backbone
+        self.text_encoder = text_encoder
+        self.fusion = fusion
+        self.temporal = temporal
+        self.head = head
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: RVOSConfig, *, pretrained: bool = False) -> RVOSModel:
+        """Build the parts described by ``config`` and wire their channels.
+
+        Args:
+            config: The architecture.
+            pretrained: Load ImageNet backbone weights and the pretrained language model
+                (downloads when they are not cached).
+        """
+        backbone = VisualBackbone(
+            config.backbone,
+            pretrained=pretrained,
+            out_strides=config.out_strides,
+            **config.backbone_kwargs,
+        )
+        text_encoder = TextEncoder(
+            config.text_model,
+            pretrained=pretrained and config.text_config is None,
+            out_dim=config.hidden_dim,
+            pooling=config.pooling,
+            freeze=config.freeze_text,
+            config=config.text_config,
+            tokenizer=config.tokenizer,
+            max_length=config.max_text_length,
+        )
+        fusion = CrossModalFusion(
+            backbone.out_channels[-1],
+            text_encoder.out_dim,
+            hidden_dim=config.hidden_dim,
+            num_heads=config.num_heads,
+            dropout=config.fusion_dropout,
+            mode=config.fusion_mode,
+            attention=config.attention,
+        )
+        temporal = TemporalModule(config.hidden_dim) if config.temporal else None
+        if config.head == "simple":
+            head: nn.Module = SegmentationHead(
+                config.hidden_dim, config.head_hidden, config.head_dropout
+            )
+        else:
+            head = MultiScaleSegmentationHead(
+                config.hidden_dim,
+                skip_channels=backbone.out_channels[-2::-1],
+                hidden_channels=config.head_hidden,
+                dropout=config.head_dropout,
+                text_dim=config.hidden_dim if config.head_text_film else None,
+            )
+        return cls(
+            backbone=backbone,
+            text_encoder=text_encoder,
+            fusion=fusion,
+            temporal=temporal,
+            head=head,
+            config=config,
+        )
+
+    def tokenize(
+        self, texts: list[str] | str, max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize expressions with the text encoder's tokenizer (:meth:`TextEncoder.tokenize`)."""
+        return self.text_encoder.tokenize(texts, max_length)
+
+    def encode_text(
+        self, text_ids: torch.Tensor, text_mask: torch.Tensor | None = None
+    ) -> TextFeatures:
+        """Encode expressions once, e.g. to reuse them for many clips of one video."""
+        return self.text_encoder(text_ids, text_mask)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        text_ids: torch.Tensor,
+        text_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Segment the referred object in every frame.
+
+        Args:
+            frames: ``(B, T, 3, H, W)`` normalised float frames.
+            text_ids: ``(B, L)`` token ids.
+            text_mask: ``(B, L)`` attention mask (1/True for real tokens).
+
+        Returns:
+            ``(B, T, 1, H, W)`` mask logits.
+        """
+        if not is_compiling():
+            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+            check_tensor(text_ids, "text_ids", ("B", "L"), floating=False)
+            if text_ids.shape[0] != frames.shape[0]:
+                raise ValueError(
+                    f"frames and text_ids must have the same batch size B, got frames "
+                    f"{format_shape(frames.shape)} and text_ids {format_shape(text_ids.shape)}"
+                )
+        return self.forward_with_text(frames, self.encode_text(text_ids, text_mask))
+
+    def forward_with_text(self, frames: torch.Tensor, text: TextFeatures) -> torch.Tensor:
+        """Like :meth:`forward` with precomputed :class:`TextFeatures` (batch ``B``)."""
+        if not is_compiling():
+            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+            if text.sentence.shape[0] != frames.shape[0]:
+                raise ValueError(
+                    f"text features must have batch size {frames.shape[0]} (frames "
+                    f"{format_shape(frames.shape)}), got {text.sentence.shape[0]}"
+                )
+        batch, num_frames, _, height, width = frames.shape
+        features = self.backbone(frames.flatten(0, 1))
+        fused = self.fusion(features[-1].unflatten(0, (batch, num_frames)), text)
+        if self.temporal is not None:
+            fused = self.temporal(fused)
+        skips = features[-2::-1] if getattr(self.head, "uses_skips", False) else ()
+        sentence = text.sentence.repeat_interleave(num_frames, dim=0)
+        logits = self.head(fused.flatten(0, 1), skips, (height, width), sentence)
+        return logits.unflatten(0, (batch, num_frames))
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and tokenizer files (atomically).
+
+        The saved config records the language model's architecture, so
+        :meth:`from_pretrained` never needs a download.
+
+        Returns:
+            The folder.
+        """
+        from safetensors.torch import save_file
+
+        if self.config is None:
+            raise ValueError("save_pretrained needs a model built with a config (from_config)")
+        config = self.config.replace(text_config=_language_model_config(self.text_encoder))
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_directory(directory) as temp_dir:
+            self.text_encoder.save_tokenizer(temp_dir)
+            saved = config.to_dict()
+            if any((temp_dir / name).exists() for name in _TOKENIZER_FILES):
+                saved["tokenizer"] = None
+            (temp_dir / CONFIG_FILE).write_text(json.dumps(saved, indent=2))
+            save_file(state, str(temp_dir / WEIGHTS_FILE))
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> RVOSModel:
+        """Restore a model written by :meth:`save_pretrained` (offline).
+
+        Raises:
+            FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (named).
+        """
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{str(directory / name)!r} not found: a model folder needs {CONFIG_FILE} "
+                    f"and {WEIGHTS_FILE} (written by RVOSModel.save_pretrained)"
+                )
+        config = RVOSConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+        if any((directory / name).exists() for name in _TOKENIZER_FILES):
+            config = config.replace(tokenizer=str(directory))
+        model = cls.from_config(config, pretrained=False)
+        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(map_location)))
+        return model
+
+
+def _language_model_config(text_encoder: TextEncoder) -> dict[str, Any]:
+    hf_config = text_encoder.language_model.config.to_dict()
+    keep = {
+        k: v
+        for k, v in hf_config.items()
+        if not k.startswith("_") and k not in ("transformers_version", "architectures")
+    }
+    keep["model_type"] = hf_config["model_type"]
+    return keep

@@ -1,0 +1,334 @@
+"""Text encoders: any Hugging Face BERT-family model plus a projection to the fusion width.
+
+:class:`TextEncoder` owns its tokenizer. Hugging Face tokenizers load lazily on the first
+:meth:`TextEncoder.tokenize` call, so that building an architecture (``pretrained=False``) never
+needs a download. :class:`HashTokenizer` is a built-in word-level tokenizer that needs no file
+at all; the ``tiny`` preset uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from rvoslib._checks import check_tensor, is_compiling
+
+__all__ = ["HashTokenizer", "TextEncoder", "TextFeatures", "known_text_configs"]
+
+HASH_TOKENIZER_FILE = "rvos_hash_tokenizer.json"
+_WORD_PATTERN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+
+def known_text_configs() -> dict[str, dict[str, Any]]:
+    """Architectures of common encoders, so that ``pretrained=False`` builds them offline.
+
+    Returns:
+        Hub name -> keyword arguments of ``transformers.AutoConfig.for_model``.
+    """
+    bert_base = {"model_type": "bert"}
+    return {
+        "bert-base-uncased": bert_base,
+        "google-bert/bert-base-uncased": bert_base,
+        "bert-base-cased": {"model_type": "bert", "vocab_size": 28996},
+        "distilbert-base-uncased": {"model_type": "distilbert"},
+        "roberta-base": {
+            "model_type": "roberta",
+            "vocab_size": 50265,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+            "pad_token_id": 1,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "layer_norm_eps": 1e-5,
+        },
+        "sentence-transformers/all-MiniLM-L6-v2": {
+            "model_type": "bert",
+            "hidden_size": 384,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 12,
+            "intermediate_size": 1536,
+        },
+    }
+
+
+class TextFeatures(NamedTuple):
+    """Output of :class:`TextEncoder`.
+
+    Attributes:
+        sentence: ``(B, D)`` pooled sentence feature.
+        tokens: ``(B, L, D)`` token features.
+        mask: ``(B, L)`` bool, true for real (non-padding) tokens.
+    """
+
+    sentence: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+
+class HashTokenizer:
+    """A word-level tokenizer that needs no vocabulary file and handles any sentence.
+
+    Text is lower-cased and split into words and punctuation; each piece maps to
+    ``4 + crc32(piece) % (vocab_size - 4)``. Ids 0-3 are ``[PAD]``, ``[CLS]``, ``[SEP]`` and
+    ``[UNK]``. The mapping is deterministic across processes and machines.
+
+    Args:
+        vocab_size: Number of ids, special tokens included.
+        max_length: Default maximum sequence length, ``[CLS]`` and ``[SEP]`` included.
+
+    Example:
+        >>> tokens = HashTokenizer(vocab_size=1000)(["the red circle"])
+        >>> tokens["input_ids"].shape, tokens["attention_mask"].tolist()
+        (torch.Size([1, 5]), [[1, 1, 1, 1, 1]])
+    """
+
+    pad_token_id, cls_token_id, sep_token_id, unk_token_id = 0, 1, 2, 3
+
+    def __init__(self, vocab_size: int = 8192, max_length: int = 32) -> None:
+        if vocab_size < 16:
+            raise ValueError(f"vocab_size must be >= 16, got {vocab_size}")
+        self.vocab_size = int(vocab_size)
+        self.max_length = int(max_length)
+
+    def word_ids(self, text: str) -> list[int]:
+        """Ids of the words of ``text`` (no special tokens)."""
+        pieces = _WORD_PATTERN.findall(text.lower())
+        return [4 + zlib.crc32(p.encode("utf-8")) % (self.vocab_size - 4) for p in pieces]
+
+    def __call__(
+        self, texts: list[str] | str, max_length: int | None = None, **_: Any
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize a batch: ``{"input_ids": (B, L) long, "attention_mask": (B, L) long}``."""
+        if isinstance(texts, str):
+            texts = [texts]
+        limit = max(2, int(max_length or self.max_length))
+        rows = [
+            [self.cls_token_id, *self.word_ids(t)[: limit - 2], self.sep_token_id] for t in texts
+        ]
+        length = max((len(r) for r in rows), default=2)
+        ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write the tokenizer's settings to ``directory/rvos_hash_tokenizer.json``."""
+        path = Path(directory) / HASH_TOKENIZER_FILE
+        settings = {"vocab_size": self.vocab_size, "max_length": self.max_length}
+        path.write_text(json.dumps(settings, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> HashTokenizer:
+        """Read a tokenizer written by :meth:`save_pretrained`."""
+        path = Path(directory) / HASH_TOKENIZER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no hash tokenizer at {str(path)!r}")
+        return cls(**json.loads(path.read_text()))
+
+
+def _build_language_model(
+    name_or_path: str, pretrained: bool, config: dict[str, Any] | None
+) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    if pretrained:
+        model = AutoModel.from_pretrained(name_or_path)
+    else:
+        if config is not None:
+            settings = dict(config)
+            hf_config = AutoConfig.for_model(settings.pop("model_type", "bert"), **settings)
+        elif os.path.isdir(name_or_path):
+            hf_config = AutoConfig.from_pretrained(name_or_path)
+        elif name_or_path in known_text_configs():
+            settings = dict(known_text_configs()[name_or_path])
+            hf_config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+        else:
+            try:
+                hf_config = AutoConfig.from_pretrained(name_or_path, local_files_only=True)
+            except OSError as error:
+                known = ", ".join(known_text_configs())
+                raise ValueError(
+                    f"cannot build text model {name_or_path!r} offline: it is neither a local "
+                    f"folder, nor cached, nor one of {known}; pass config={{...}} or "
+                    "pretrained=True"
+                ) from error
+        model = AutoModel.from_config(hf_config)
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None  # unused: rvoslib pools the last hidden states itself
+    return model
+
+
+class TextEncoder(nn.Module):
+    """Encode referring expressions with a Hugging Face encoder and project them.
+
+    The language model's last hidden states are pooled (``cls`` token or attention-mask weighted
+    ``mean``) into a sentence feature; sentence and token features both go through the same
+    projection ``Linear -> LayerNorm -> GELU`` to ``out_dim``.
+
+    Args:
+        model_name_or_path: Hub name (``"bert-base-uncased"``, ``"roberta-base"``, ...) or a
+            local folder holding a Hugging Face model.
+        pretrained: Load the language model's weights (from the folder, the cache, or the hub).
+            ``False`` builds the architecture with random weights and needs no download for
+            local folders, cached models and the names in :func:`known_text_configs`.
+        out_dim: Width of the projected features.
+        pooling: ``"cls"`` or ``"mean"``.
+        freeze: Freeze the language model (it then always runs in eval mode without gradients).
+        config: Architecture overrides for a randomly initialised model, e.g.
+            ``{"model_type": "bert", "hidden_size": 64, ...}``; takes precedence over the name.
+        tokenizer: ``None`` (the tokenizer that belongs to ``model_name_or_path``, loaded
+            lazily), ``"hash"`` (a built-in :class:`HashTokenizer`), a hub name or local folder,
+            or a tokenizer object.
+        max_length: Default maximum number of tokens.
+
+    Example:
+        >>> encoder = TextEncoder("tiny", config={"model_type": "bert", "vocab_size": 512,
+        ...     "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        ...     "intermediate_size": 64}, tokenizer="hash", out_dim=16)
+        >>> tokens = encoder.tokenize(["the red circle", "a dog"])
+        >>> features = encoder(tokens["input_ids"], tokens["attention_mask"])
+        >>> features.sentence.shape, features.tokens.shape
+        (torch.Size([2, 16]), torch.Size([2, 5, 16]))
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = "bert-base-uncased",
+        *,
+        pretrained: bool = False,
+        out_dim: int = 256,
+        pooling: str = "cls",
+        freeze: bool = False,
+        config: dict[str, Any] | None = None,
+        tokenizer: Any = None,
+        max_length: int = 32,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.model_name_or_path = str(model_name_or_path)
+        self.pooling = pooling
+        self.freeze = freeze
+        self.max_length = max_length
+        self.language_model = _build_language_model(self.model_name_or_path, pretrained, config)
+        hidden = self.language_model.config.hidden_size
+        self.hidden_size = hidden
+        self.out_dim = out_dim
+        self.projection = nn.Sequential(
+            nn.Linear(hidden, out_dim), nn.LayerNorm(out_dim), nn.GELU()
+        )
+        self._tokenizer_spec = tokenizer
+        self._tokenizer: Any = None
+        if tokenizer == "hash":
+            self._tokenizer = HashTokenizer(self.language_model.config.vocab_size, max_length)
+        elif tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+            self._tokenizer = tokenizer
+        if freeze:
+            self.language_model.requires_grad_(False)
+            self.language_model.eval()
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer, loaded from the hub or a local folder on first access."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            source = self._tokenizer_spec or self.model_name_or_path
+            source = os.fspath(source)
+            if os.path.isfile(os.path.join(source, HASH_TOKENIZER_FILE)):
+                self._tokenizer = HashTokenizer.from_pretrained(source)
+            else:
+                self._tokenizer = AutoTokenizer.from_pretrained(source)
+        return self._tokenizer
+
+    def tokenize(
+        self, texts: list[str] | str, max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize expressions into padded tensors.
+
+        Args:
+            texts: One expression or a list of them.
+            max_length: Maximum number of tokens (default ``self.max_length``).
+
+        Returns:
+            ``{"input_ids": (B, L) long, "attention_mask": (B, L) long}``.
+
+        Raises:
+            ValueError: an expression is empty or not a string.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"texts[{i}] must be a non-empty string, got {text!r}")
+        encoded = self.tokenizer(
+            list(texts),
+            max_length=max_length or self.max_length,
+            padding=True,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def save_tokenizer(self, directory: str | os.PathLike) -> bool:
+        """Save the tokenizer files into ``directory`` if a tokenizer is available.
+
+        Returns:
+            Whether tokenizer files were written.
+        """
+        try:
+            tokenizer = self.tokenizer
+        except (OSError, ValueError):
+            return False
+        tokenizer.save_pretrained(os.fspath(directory))
+        return True
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self.freeze:
+            self.language_model.eval()
+        return self
+
+    def forward(
+        self, text_ids: torch.Tensor, text_mask: torch.Tensor | None = None
+    ) -> TextFeatures:
+        """Encode token ids.
+
+        Args:
+            text_ids: ``(B, L)`` integer token ids.
+            text_mask: ``(B, L)`` attention mask (1/True for real tokens); all ones if omitted.
+
+        Returns:
+            :class:`TextFeatures` with ``sentence (B, D)``, ``tokens (B, L, D)``, ``mask (B, L)``.
+        """
+        if text_mask is None:
+            text_mask = torch.ones_like(text_ids, dtype=torch.bool)
+        if not is_compiling():
+            check_tensor(text_ids, "text_ids", ("B", "L"), floating=False)
+            check_tensor(text_mask, "text_mask", ("B", "L"))
+            if text_mask.shape != text_ids.shape:
+                raise ValueError(
+                    f"text_mask must have the shape of text_ids {tuple(text_ids.shape)}, "
+                    f"got {tuple(text_mask.shape)}"
+                )
+        mask = text_mask.bool()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            hidden = self.language_model(
+                input_ids=text_ids, attention_mask=mask.long()
+            ).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        projected = self.projection(torch.cat([pooled.unsqueeze(1), hidden], dim=1))
+        return TextFeatures(sentence=projected[:, 0], tokens=projected[:, 1:], mask=mask)
