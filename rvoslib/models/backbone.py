@@ -201,9 +201,11 @@ class VisualBackbone(nn.Module):
             raise ValueError(
                 f"backbone {name!r} has no level at strides {missing}; available {trunk_strides}"
             )
+        self._level_indices = [trunk_strides.index(s) for s in out_strides]
+        if self._uses_all_levels:  # drop the stages after the deepest requested level
+            self.trunk.stages = self.trunk.stages[: max(self._level_indices) + 1]
         if checkpoint_path is not None:
             self.load_trunk_weights(checkpoint_path)
-        self._level_indices = [trunk_strides.index(s) for s in out_strides]
         self.strides = out_strides
         self.out_channels = [trunk_channels[i] for i in self._level_indices]
         self.feature_refine: nn.Module | None = None

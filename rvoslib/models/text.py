@@ -321,14 +321,28 @@ class TextEncoder(nn.Module):
                     f"got {tuple(text_mask.shape)}"
                 )
         mask = text_mask.bool()
+        pooled, hidden = self.language_features(text_ids, mask)
+        projected = self.projection(torch.cat([pooled.unsqueeze(1), hidden], dim=1))
+        return TextFeatures(sentence=projected[:, 0], tokens=projected[:, 1:], mask=mask)
+
+    def language_features(
+        self, text_ids: torch.Tensor, text_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The language model's pooled and token features, before the projection.
+
+        Args:
+            text_ids: ``(B, L)`` token ids.
+            text_mask: ``(B, L)`` attention mask.
+
+        Returns:
+            ``pooled (B, hidden_size)`` and ``tokens (B, L, hidden_size)``.
+        """
+        mask = text_mask.bool()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             hidden = self.language_model(
                 input_ids=text_ids, attention_mask=mask.long()
             ).last_hidden_state
         if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        projected = self.projection(torch.cat([pooled.unsqueeze(1), hidden], dim=1))
-        return TextFeatures(sentence=projected[:, 0], tokens=projected[:, 1:], mask=mask)
+            return hidden[:, 0], hidden
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0), hidden

@@ -1,0 +1,59 @@
+"""The ``rvos`` command line (also ``python -m rvoslib``).
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which registers
+the subcommand and sets ``func``) and is registered in :data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rvoslib.version import __version__
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+#: subcommand name -> module that implements it
+SUBCOMMANDS = {
+    "train": "rvoslib.cli.train",
+    "eval": "rvoslib.cli.evaluate",
+    "predict": "rvoslib.cli.predict",
+    "export": "rvoslib.cli.export",
+    "bench": "rvoslib.cli.bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rvos`` argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="rvos", description="Referring video object segmentation with rvoslib."
+    )
+    parser.add_argument("--version", action="version", version=f"rvoslib {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMANDS.values():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rvos`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"rvos {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return int(result or 0)

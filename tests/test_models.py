@@ -1,0 +1,240 @@
+"""One generic tester for every preset, plus checks of each part alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rvoslib
+from rvoslib import RVOSModel, create_model, list_presets
+from rvoslib.models import RVOSConfig
+
+PRESETS = list_presets()
+HEAVY = {"seed-r18", "seed-r50", "rvos-r50"}
+
+
+def _tokens(model: RVOSModel, batch: int, length: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token ids (the seed presets' tokenizer would need a download)."""
+    vocab = model.text_encoder.language_model.config.vocab_size
+    ids = torch.randint(5, vocab, (batch, length))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, length - 2 :] = 0  # padding in the first row
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, RVOSModel]:
+    torch.manual_seed(0)
+    return {name: create_model(name) for name in PRESETS}
+
+
+CASES = [(name, 1 if name in HEAVY else 2, 2, (64, 64)) for name in PRESETS] + [
+    ("tiny", 1, 1, (97, 131)),
+    ("seed-r18", 1, 1, (97, 131)),
+]
+
+
+@pytest.mark.parametrize(("name", "batch", "frames", "size"), CASES)
+def test_forward_backward(models, name, batch, frames, size) -> None:
+    model = models[name].train()
+    model.zero_grad(set_to_none=True)
+    ids, mask = _tokens(model, batch)
+    video = torch.randn(batch, frames, 3, *size)
+    logits = model(video, ids, mask)
+    assert logits.shape == (batch, frames, 1, *size)
+    assert torch.isfinite(logits).all()
+    logits.float().pow(2).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+    bad = [
+        n for n, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()
+    ]
+    assert not bad
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_save_load_round_trip(models, name, tmp_path) -> None:
+    model = models[name].eval()
+    ids, mask = _tokens(model, 1)
+    video = torch.randn(1, 2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(video, ids, mask)
+    model.save_pretrained(tmp_path / "saved")
+    restored = RVOSModel.from_pretrained(tmp_path / "saved").eval()
+    assert restored.config == model.config.replace(
+        text_config=restored.config.text_config, tokenizer=restored.config.tokenizer
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(restored(video, ids, mask), expected, rtol=0, atol=0)
+
+
+def test_tiny_needs_no_file_and_handles_any_sentence() -> None:
+    model = create_model("tiny").eval()
+    texts = ["the red circle moving left", "Ünïcödé sentence, with punctuation!?", "x"]
+    tokens = model.tokenize(texts)
+    assert tokens["input_ids"].shape[0] == 3
+    with torch.no_grad():
+        logits = model(torch.randn(3, 2, 3, 64, 64), tokens["input_ids"], tokens["attention_mask"])
+    assert logits.shape == (3, 2, 1, 64, 64)
+
+
+def test_tiny_tokenizer_saved_and_restored(tmp_path) -> None:
+    model = create_model("tiny")
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "rvos_hash_tokenizer.json").is_file()
+    restored = RVOSModel.from_pretrained(tmp_path / "m")
+    text = ["the green square at the top"]
+    assert torch.equal(restored.tokenize(text)["input_ids"], model.tokenize(text)["input_ids"])
+
+
+def test_save_pretrained_replaces_atomically(tmp_path) -> None:
+    model = create_model("tiny")
+    target = tmp_path / "m"
+    model.save_pretrained(target)
+    before = (target / "model.safetensors").read_bytes()
+
+    class Boom(RuntimeError):
+        pass
+
+    def failing_save(directory):  # simulate a crash while writing tokenizer files
+        raise Boom("disk full")
+
+    model.text_encoder.save_tokenizer = failing_save
+    with pytest.raises(Boom):
+        model.save_pretrained(target)
+    assert (target / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_cpu_bf16_autocast() -> None:
+    model = create_model("tiny").eval()
+    tokens = model.tokenize(["the blue triangle"])
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        logits = model(torch.randn(1, 2, 3, 64, 64), tokens["input_ids"], tokens["attention_mask"])
+    assert logits.shape == (1, 2, 1, 64, 64)
+    assert torch.isfinite(logits.float()).all()
+    loss = rvoslib.RVOSLoss()(logits, torch.ones(1, 2, 64, 64))
+    assert loss.dtype == torch.float32
+
+
+def test_forward_with_precomputed_text_matches_forward() -> None:
+    model = create_model("tiny").eval()
+    tokens = model.tokenize(["the red circle", "a yellow star on the left"])
+    video = torch.randn(2, 3, 3, 64, 64)
+    with torch.no_grad():
+        text = model.encode_text(tokens["input_ids"], tokens["attention_mask"])
+        torch.testing.assert_close(
+            model.forward_with_text(video, text),
+            model(video, tokens["input_ids"], tokens["attention_mask"]),
+        )
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (torch.randn(3, 3, 97, 131), r"frames must be \(B, T, 3, H, W\), got \(3, 3, 97, 131\)"),
+        (
+            torch.randn(1, 2, 4, 64, 64),
+            r"frames must be \(B, T, 3, H, W\), got \(1, 2, 4, 64, 64\)",
+        ),
+    ],
+)
+def test_forward_rejects_bad_frames(frames, message) -> None:
+    model = create_model("tiny")
+    tokens = model.tokenize(["a"])
+    with pytest.raises(ValueError, match=message):
+        model(frames, tokens["input_ids"], tokens["attention_mask"])
+
+
+def test_forward_rejects_batch_mismatch_and_bad_text() -> None:
+    model = create_model("tiny")
+    tokens = model.tokenize(["a", "b"])
+    video = torch.randn(1, 2, 3, 64, 64)
+    with pytest.raises(
+        ValueError, match=r"same batch size B, got frames \(1, 2, 3, 64, 64\) and text_ids \(2, 3\)"
+    ):
+        model(video, tokens["input_ids"], tokens["attention_mask"])
+    ids = tokens["input_ids"][:1]
+    with pytest.raises(
+        ValueError, match=r"text_mask must have the shape of text_ids \(1, 3\), got \(1, 2\)"
+    ):
+        model(video, ids, torch.ones(1, 2))
+    with pytest.raises(
+        TypeError, match="text_ids must have an integer or bool dtype, got torch.float32"
+    ):
+        model(video, ids.float(), torch.ones(1, 3))
+    with pytest.raises(TypeError, match="frames must have a floating dtype, got torch.uint8"):
+        model(video.to(torch.uint8), ids, torch.ones(1, 3))
+    with pytest.raises(ValueError, match=r"texts\[1\] must be a non-empty string"):
+        model.tokenize(["ok", "  "])
+
+
+def test_create_model_errors() -> None:
+    with pytest.raises(
+        KeyError, match="unknown preset 'nope'; valid presets: rvos-r50, seed-r18, seed-r50, tiny"
+    ):
+        create_model("nope")
+    with pytest.raises(ValueError, match=r"unknown RVOSConfig keys \['hiden_dim'\]"):
+        create_model("tiny", hiden_dim=3)
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        create_model("tiny", pretrained=True)
+
+
+def test_overrides_and_config_round_trip() -> None:
+    model = create_model("tiny", hidden_dim=32, num_heads=2)
+    assert model.fusion.hidden_dim == 32
+    config = RVOSConfig.from_dict(model.config.to_dict())
+    assert config == model.config
+
+
+def test_from_pretrained_names_missing_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        RVOSModel.from_pretrained(tmp_path)
+
+
+def test_parts_must_fit() -> None:
+    from rvoslib.models import (
+        CrossModalFusion,
+        SegmentationHead,
+        TemporalModule,
+        TextEncoder,
+        VisualBackbone,
+    )
+
+    backbone = VisualBackbone("tinycnn", out_strides=(32,))
+    text = create_model("tiny").text_encoder
+    assert isinstance(text, TextEncoder)
+    with pytest.raises(
+        ValueError,
+        match=r"fusion.visual_dim \(10\) must equal the backbone's last out_channels \(64\)",
+    ):
+        RVOSModel(
+            backbone=backbone,
+            text_encoder=text,
+            fusion=CrossModalFusion(10, text.out_dim, hidden_dim=8, num_heads=2),
+            temporal=TemporalModule(8),
+            head=SegmentationHead(8),
+        )
+
+
+def test_composition_by_injection() -> None:
+    from rvoslib.models import (
+        CrossModalFusion,
+        MultiScaleSegmentationHead,
+        TemporalModule,
+        VisualBackbone,
+    )
+
+    backbone = VisualBackbone("tinycnn", out_strides=(8, 16, 32), channels=(8, 16, 32, 64))
+    text = create_model("tiny").text_encoder
+    model = RVOSModel(
+        backbone=backbone,
+        text_encoder=text,
+        fusion=CrossModalFusion(
+            backbone.out_channels[-1], text.out_dim, hidden_dim=16, num_heads=2
+        ),
+        temporal=None,
+        head=MultiScaleSegmentationHead(16, backbone.out_channels[-2::-1], hidden_channels=8),
+    )
+    tokens = model.tokenize(["the left one"])
+    assert model(torch.randn(1, 2, 3, 64, 96), tokens["input_ids"]).shape == (1, 2, 1, 64, 96)
