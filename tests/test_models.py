@@ -221,7 +221,6 @@ def test_composition_by_injection() -> None:
     from rvoslib.models import (
         CrossModalFusion,
         MultiScaleSegmentationHead,
-        TemporalModule,
         VisualBackbone,
     )
 
