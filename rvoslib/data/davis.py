@@ -1,0 +1,324 @@
+"""Ref-DAVIS17: DAVIS-2017 frames and masks with referring expressions.
+
+Also holds :class:`ExpressionClipDataset`, the base shared with Ref-YouTube-VOS: one item per
+(video, expression), whole videos or sampled clips, the same loading and error handling.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rvoslib.data.io import (
+    ExpressionRecord,
+    ImageReadError,
+    image_size,
+    list_images,
+    load_meta_expressions,
+    parse_refdavis_text,
+    read_frame,
+    read_mask,
+)
+from rvoslib.data.transforms import to_tensors
+
+__all__ = ["SAMPLING_MODES", "ClipRecord", "ExpressionClipDataset", "RefDAVISDataset"]
+
+SAMPLING_MODES = ("random", "strided", "uniform")
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+DAVIS_LAYOUT = """expected the DAVIS-2017 layout:
+  <root>/JPEGImages/480p/<video>/00000.jpg ...
+  <root>/Annotations/480p/<video>/00000.png ...   (indexed PNGs, value = object id)
+  <root>/ImageSets/2017/train.txt, val.txt        (one video per line)
+  <root>/meta_expressions.json                    (or Ref-DAVIS17 Davis17_annot1.txt ...)"""
+
+_REFDAVIS_NAMES = ("annot1", "annot2", "annot1_full_video", "annot2_full_video")
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """Everything needed to load one item; ``mask_paths[i]`` is None for unannotated frames."""
+
+    video_id: str
+    exp_id: str
+    obj_id: int
+    expression: str
+    frame_ids: tuple[str, ...]
+    frame_paths: tuple[Path, ...]
+    mask_paths: tuple[Path | None, ...]
+
+
+class ExpressionClipDataset(Dataset):
+    """Base dataset: one item per (video, expression), see :class:`RefDAVISDataset`.
+
+    Subclasses fill ``self.records`` and may override :meth:`_check_object`.
+    """
+
+    def __init__(
+        self,
+        num_frames: int | None = None,
+        sampling: str = "random",
+        stride: int = 1,
+        transform: Transform | None = None,
+        on_error: str = "raise",
+    ) -> None:
+        if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
+            raise ValueError(f"num_frames must be a positive int or None, got {num_frames!r}")
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
+        if not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride must be a positive int, got {stride!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.num_frames = num_frames
+        self.sampling = sampling
+        self.stride = stride
+        self.transform = transform
+        self.on_error = on_error
+        self.records: list[ClipRecord] = []
+        self.check_objects_on_load = False
+        self._object_ids: dict[str, set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def sample_indices(self, length: int) -> list[int]:
+        """Frame indices of one clip from a video of ``length`` frames (sorted).
+
+        ``num_frames=None`` gives every frame; a video shorter than ``num_frames`` gives all
+        its frames (the collator pads). ``"random"`` draws distinct frames, ``"strided"`` a
+        window of frames ``stride`` apart at a random start (the stride shrinks for short
+        videos), ``"uniform"`` evenly spaced frames (deterministic).
+        """
+        count = self.num_frames
+        if count is None or length <= count:
+            return list(range(length))
+        if self.sampling == "random":
+            return sorted(torch.randperm(length)[:count].tolist())
+        if self.sampling == "uniform":
+            return np.linspace(0, length - 1, count).round().astype(int).tolist()
+        stride = min(self.stride, (length - 1) // max(count - 1, 1))
+        span = (count - 1) * stride + 1
+        start = int(torch.randint(0, length - span + 1, ()).item())
+        return list(range(start, start + span, stride))
+
+    def video_object_ids(self, record: ClipRecord) -> set[int]:
+        """Object ids present in any annotation of the record's video (cached per video)."""
+        if record.video_id not in self._object_ids:
+            ids: set[int] = set()
+            for path in dict.fromkeys(p for p in record.mask_paths if p is not None):
+                ids.update(np.unique(read_mask(path)).tolist())
+            ids.discard(0)
+            self._object_ids[record.video_id] = ids
+        return self._object_ids[record.video_id]
+
+    def _check_object(self, record: ClipRecord) -> None:
+        """Raise ValueError if the record's object appears in none of its video's annotations."""
+        if record.obj_id < 0 or not any(p is not None for p in record.mask_paths):
+            return
+        ids = self.video_object_ids(record)
+        if record.obj_id not in ids:
+            raise ValueError(
+                f"expression {record.exp_id} ({record.expression!r}) of video "
+                f"{record.video_id!r} names object {record.obj_id}, which is absent from the "
+                f"annotations (objects present: {sorted(ids)})"
+            )
+
+    def load_sample(self, index: int) -> dict[str, Any]:
+        """The item before tensor conversion: numpy frames ``(T, H, W, 3)`` uint8 and masks."""
+        record = self.records[index]
+        if self.check_objects_on_load:
+            self._check_object(record)
+        chosen = self.sample_indices(len(record.frame_paths))
+        frames = [read_frame(record.frame_paths[i]) for i in chosen]
+        height, width = frames[0].shape[:2]
+        masks = np.zeros((len(chosen), height, width), np.uint8)
+        valid = np.zeros(len(chosen), bool)
+        for slot, i in enumerate(chosen):
+            frame_id = record.frame_ids[i]
+            if frames[slot].shape[:2] != (height, width):
+                raise ValueError(
+                    f"video {record.video_id!r}: frame {frame_id} is {frames[slot].shape[:2]}, "
+                    f"frame {record.frame_ids[chosen[0]]} is {(height, width)}"
+                )
+            mask_path = record.mask_paths[i]
+            if mask_path is None:
+                continue
+            ids = read_mask(mask_path)
+            if ids.shape != (height, width):
+                raise ValueError(
+                    f"video {record.video_id!r}, object {record.obj_id}: annotation {mask_path} "
+                    f"is {ids.shape} but frame {frame_id} is {(height, width)}"
+                )
+            masks[slot] = ids == record.obj_id
+            valid[slot] = True
+        sample = {
+            "frames": np.stack(frames),
+            "masks": masks,
+            "valid": valid,
+            "expression": record.expression,
+            "video_id": record.video_id,
+            "frame_ids": [record.frame_ids[i] for i in chosen],
+            "obj_id": record.obj_id,
+            "exp_id": record.exp_id,
+            "orig_size": (height, width),
+            "unpadded_size": (height, width),
+        }
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        """One item: ``frames`` ``(T, 3, H, W)`` float32 (ImageNet-normalised), ``masks``
+        ``(T, H, W)`` float32, ``valid`` ``(T,)`` bool, ``expression``, ``video_id``,
+        ``frame_ids``, ``obj_id``, ``exp_id``, ``orig_size``, ``unpadded_size``.
+
+        Returns None (with a warning naming the file) for an unreadable frame when
+        ``on_error="skip"``; :class:`~rvoslib.data.RVOSCollator` drops such items.
+        """
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        try:
+            sample = self.load_sample(index)
+        except ImageReadError as error:
+            if self.on_error == "raise":
+                raise
+            record = self.records[index]
+            warnings.warn(
+                f"skipping item {index} (video {record.video_id!r}, expression "
+                f"{record.exp_id}): {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        return to_tensors(sample)
+
+
+def _resolve_expressions(
+    root: Path, expressions: str | os.PathLike | Sequence[str | os.PathLike] | None
+) -> list[ExpressionRecord]:
+    if expressions is None:
+        path = root / "meta_expressions.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"expression file not found: {path}; pass expressions='annot1' (or a path) to "
+                f"read Ref-DAVIS17 text files instead.\n{DAVIS_LAYOUT}"
+            )
+        return load_meta_expressions(path)[0]
+    if isinstance(expressions, str) and expressions in _REFDAVIS_NAMES:
+        name = f"Davis17_{expressions}.txt"
+        candidates = [root / name, root / "davis_text_annotations" / name]
+        found = [path for path in candidates if path.is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"Ref-DAVIS17 file {name} not found; looked in {[str(p) for p in candidates]}"
+            )
+        return parse_refdavis_text(found[0])
+    if isinstance(expressions, (str, os.PathLike)):
+        path = Path(expressions)
+        if path.suffix == ".json":
+            return load_meta_expressions(path)[0]
+        return parse_refdavis_text(path)
+    return parse_refdavis_text(list(expressions))
+
+
+class RefDAVISDataset(ExpressionClipDataset):
+    """Ref-DAVIS17 in the official DAVIS-2017 layout (see the module's ``DAVIS_LAYOUT``).
+
+    Args:
+        root: The DAVIS-2017 folder (holding ``JPEGImages``, ``Annotations``, ``ImageSets``).
+        split: ``"train"`` or ``"val"`` (reads ``ImageSets/2017/<split>.txt``).
+        expressions: None (``root/meta_expressions.json``), a ``.json`` path, a Ref-DAVIS17
+            text file or list of them, or one of ``"annot1"``, ``"annot2"``,
+            ``"annot1_full_video"``, ``"annot2_full_video"`` (``Davis17_<name>.txt`` in
+            ``root`` or ``root/davis_text_annotations``).
+        num_frames: None for whole videos (evaluation), an int for sampled clips (training).
+        sampling: ``"random"``, ``"strided"`` or ``"uniform"``, see :meth:`sample_indices`.
+        stride: Frame step of ``"strided"`` sampling.
+        transform: A clip transform on the numpy sample (None keeps the original size).
+        on_error: ``"raise"`` or ``"skip"`` (warn and return None) for unreadable frames.
+        resolution: The resolution folder name.
+
+    Raises:
+        FileNotFoundError: a missing root, split file, video folder or expression file.
+        ValueError: frames and annotations that disagree in count or size, an expression
+            naming an object absent from its video's annotations, or an empty expression.
+
+    Example:
+        >>> dataset = RefDAVISDataset("DAVIS", split="val", num_frames=8)  # doctest: +SKIP
+        >>> dataset[0]["frames"].shape  # doctest: +SKIP
+        torch.Size([8, 3, 480, 854])
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "val",
+        expressions: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        num_frames: int | None = None,
+        sampling: str = "random",
+        stride: int = 1,
+        transform: Transform | None = None,
+        on_error: str = "raise",
+        resolution: str = "480p",
+    ) -> None:
+        super().__init__(num_frames, sampling, stride, transform, on_error)
+        self.root = Path(root)
+        self.split = split
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"DAVIS root not found: {self.root}\n{DAVIS_LAYOUT}")
+        split_file = self.root / "ImageSets" / "2017" / f"{split}.txt"
+        if not split_file.is_file():
+            raise FileNotFoundError(f"split file not found: {split_file}\n{DAVIS_LAYOUT}")
+        videos = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        in_split = set(videos)
+        by_video: dict[str, list[ExpressionRecord]] = {}
+        for record in _resolve_expressions(self.root, expressions):
+            if record.video_id in in_split:
+                by_video.setdefault(record.video_id, []).append(record)
+        for video_id in videos:
+            if video_id in by_video:
+                self._add_video(video_id, by_video[video_id], resolution)
+
+    def _add_video(self, video_id: str, records: list[ExpressionRecord], resolution: str) -> None:
+        frame_dir = self.root / "JPEGImages" / resolution / video_id
+        mask_dir = self.root / "Annotations" / resolution / video_id
+        for folder in (frame_dir, mask_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"video folder not found: {folder}\n{DAVIS_LAYOUT}")
+        frame_paths = list_images(frame_dir)
+        mask_paths = [p for p in list_images(mask_dir) if p.suffix.lower() == ".png"]
+        frame_ids = [p.stem for p in frame_paths]
+        if not frame_paths or frame_ids != [p.stem for p in mask_paths]:
+            raise ValueError(
+                f"video {video_id!r}: {len(frame_paths)} frames in {frame_dir} but "
+                f"{len(mask_paths)} annotations in {mask_dir}; DAVIS train/val needs one "
+                f"annotation PNG per frame with the same name"
+            )
+        if image_size(frame_paths[0]) != image_size(mask_paths[0]):
+            raise ValueError(
+                f"video {video_id!r}: frame {frame_paths[0]} is {image_size(frame_paths[0])} "
+                f"but annotation {mask_paths[0]} is {image_size(mask_paths[0])}"
+            )
+        first_ids = set(np.unique(read_mask(mask_paths[0])).tolist())
+        for record in records:
+            clip = ClipRecord(
+                video_id,
+                record.exp_id,
+                record.obj_id,
+                record.expression,
+                tuple(frame_ids),
+                tuple(frame_paths),
+                tuple(mask_paths),
+            )
+            if record.obj_id not in first_ids:  # DAVIS objects appear in frame 0; else scan all
+                self._check_object(clip)
+            self.records.append(clip)
