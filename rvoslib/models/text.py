@@ -59,17 +59,14 @@ def known_text_configs() -> dict[str, dict[str, Any]]:
 
 
 class TextFeatures(NamedTuple):
-    """Output of :class:`TextEncoder`.
-
-    Attributes:
-        sentence: ``(B, D)`` pooled sentence feature.
-        tokens: ``(B, L, D)`` token features.
-        mask: ``(B, L)`` bool, true for real (non-padding) tokens.
-    """
+    """Output of :class:`TextEncoder`: ``sentence``, ``tokens`` and ``mask``."""
 
     sentence: torch.Tensor
+    """``(B, D)`` pooled sentence feature."""
     tokens: torch.Tensor
+    """``(B, L, D)`` token features."""
     mask: torch.Tensor
+    """``(B, L)`` bool, true for real (non-padding) tokens."""
 
 
 class HashTokenizer:
