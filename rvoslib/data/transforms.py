@@ -179,7 +179,7 @@ class ClipTransform:
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         frames = np.stack([cv2.resize(f, (new_w, new_h), interpolation=interp) for f in frames])
         masks = np.stack(
-            [cv2.resize(m, (new_w, new_h), interpolation=cv2.INTER_NEAREST) for m in masks]
+            [cv2.resize(m, (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT) for m in masks]
         )
         return frames, masks
 
@@ -219,7 +219,12 @@ def train_transform(
     """
     height, width = _as_hw(size, "size")
     augment: list[A.BasicTransform] = [
-        A.RandomResizedCrop(size=(height, width), scale=scale, ratio=ratio)
+        A.RandomResizedCrop(
+            size=(height, width),
+            scale=scale,
+            ratio=ratio,
+            mask_interpolation=cv2.INTER_NEAREST_EXACT,  # pixel-centre aligned, like frames
+        )
     ]
     if color_jitter is not None and (color_jitter > 0 or hue > 0):
         augment.append(

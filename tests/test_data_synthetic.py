@@ -1,0 +1,130 @@
+"""SyntheticRVOSDataset: determinism, exact masks, unique expressions, speed, DAVIS export."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rvoslib.data import RefDAVISDataset, SyntheticRVOSDataset, denormalize
+from rvoslib.data.synthetic import COLORS, referents
+
+
+def test_items_have_the_dataset_format() -> None:
+    dataset = SyntheticRVOSDataset(num_videos=3, num_frames=5, size=(48, 64), seed=1)
+    assert len(dataset) == 3
+    item = dataset[2]
+    assert item["frames"].shape == (5, 3, 48, 64) and item["frames"].dtype == torch.float32
+    assert item["masks"].shape == (5, 48, 64) and item["valid"].tolist() == [True] * 5
+    assert item["video_id"] == "syn1_00002" and item["exp_id"] == "0"
+    assert item["frame_ids"] == ["00000", "00001", "00002", "00003", "00004"]
+    assert isinstance(item["obj_id"], int) and item["expression"].startswith("the ")
+
+
+def test_deterministic_per_seed_and_index() -> None:
+    first = SyntheticRVOSDataset(num_videos=6, num_frames=4, seed=7)
+    second = SyntheticRVOSDataset(num_videos=6, num_frames=4, seed=7)
+    for index in (5, 0, 3):  # any access order
+        a, b = first[index], second[index]
+        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["masks"], b["masks"])
+        assert a["expression"] == b["expression"]
+    other = SyntheticRVOSDataset(num_videos=6, num_frames=4, seed=8)
+    assert not torch.equal(first[0]["frames"], other[0]["frames"])
+
+
+def test_expressions_are_unique_and_masks_exact() -> None:
+    dataset = SyntheticRVOSDataset(
+        num_videos=40, num_frames=6, size=64, expressions_per_video=2, max_objects=4
+    )
+    margin = dataset.position_margin * 64
+    kinds: Counter[str] = Counter()
+    for video in range(dataset.num_videos):
+        scene = dataset.scene(video)
+        assert 2 <= len(scene.objects) <= 4
+        for obj in scene.objects:
+            assert 0.2 * 32 - 1e-6 <= obj.radius <= 0.36 * 32 + 1e-6
+            assert np.all((obj.centers >= obj.radius - 1e-6) & (obj.centers <= 64 - obj.radius))
+        for expression in scene.expressions:
+            assert referents(expression.attributes, scene.objects, margin) == [expression.obj_id]
+            target = scene.objects[expression.obj_id - 1]
+            for name, word in expression.attributes.items():
+                assert word in expression.text
+                if name == "color":
+                    assert word == target.color
+            kinds.update(list(expression.attributes))
+            visible = (scene.labels == expression.obj_id).sum(axis=(1, 2))
+            assert visible.min() > 0
+        item = dataset[2 * video + 1]
+        expected = scene.labels == scene.expressions[1].obj_id
+        assert torch.equal(item["masks"].bool(), torch.from_numpy(expected))
+    assert set(kinds) == {"color", "shape", "motion", "position"}
+
+
+def test_target_is_not_guessable_without_text() -> None:
+    dataset = SyntheticRVOSDataset(num_videos=150, num_frames=2, size=48, seed=3)
+    largest = ids = 0
+    counts: Counter[int] = Counter()
+    for video in range(dataset.num_videos):
+        scene = dataset.scene(video)
+        target = scene.expressions[0].obj_id
+        counts[target == len(scene.objects)] += 1  # drawn last, i.e. on top
+        areas = [(scene.labels == obj.obj_id).sum() for obj in scene.objects]
+        largest += int(np.argmax(areas)) + 1 == target
+        ids += 1
+    assert largest / ids < 0.55 and counts[True] / ids < 0.55
+
+
+def test_flat_palette_colours() -> None:
+    dataset = SyntheticRVOSDataset(
+        num_videos=1, num_frames=2, size=32, noise=0.0, colors=("blue",), shapes=("square",)
+    )
+    scene = dataset.scene(0)
+    inside = scene.frames[scene.labels > 0]
+    assert (inside == np.array(COLORS["blue"], np.uint8)).all()
+
+
+def test_knob_validation() -> None:
+    with pytest.raises(ValueError, match=r"colors must be a non-empty list from \['red'"):
+        SyntheticRVOSDataset(colors=("purple",))
+    with pytest.raises(ValueError, match="min_objects must be in"):
+        SyntheticRVOSDataset(min_objects=5, max_objects=4)
+    with pytest.raises(ValueError, match="object_size must be"):
+        SyntheticRVOSDataset(object_size=(0.5, 0.2))
+    impossible = SyntheticRVOSDataset(
+        min_objects=2, colors=("red",), shapes=("circle",), attributes=("color", "shape")
+    )
+    with pytest.raises(ValueError, match="uniquely describable"):
+        impossible.scene(0)
+
+
+def test_generation_speed() -> None:
+    dataset = SyntheticRVOSDataset(num_videos=20, num_frames=8, size=64)
+    dataset[0]
+    best = float("inf")
+    for _ in range(3):  # best of three: the machine may be shared
+        start = time.perf_counter()
+        for index in range(len(dataset)):
+            dataset[index]
+        best = min(best, time.perf_counter() - start)
+    assert len(dataset) * 8 / best > 300  # about 2000 frames/s on one idle core
+
+
+@pytest.mark.parametrize("frame_format", ["png", "jpg"])
+def test_write_davis_roundtrip(tmp_path: Path, frame_format: str) -> None:
+    train = SyntheticRVOSDataset(num_videos=2, num_frames=3, size=32, seed=0)
+    val = SyntheticRVOSDataset(num_videos=1, num_frames=3, size=32, seed=1)
+    train.write_davis(tmp_path, split="train", frame_format=frame_format)
+    val.write_davis(tmp_path, split="val", frame_format=frame_format)
+    loaded = RefDAVISDataset(tmp_path, split="train")
+    assert len(loaded) == 2 and len(RefDAVISDataset(tmp_path, split="val")) == 1
+    for index in range(2):
+        original, copy = train[index], loaded[index]
+        assert copy["video_id"] == original["video_id"] and copy["obj_id"] == original["obj_id"]
+        assert copy["expression"] == original["expression"]
+        assert torch.equal(copy["masks"], original["masks"])
+        error = (denormalize(copy["frames"]) - denormalize(original["frames"])).abs().mean()
+        assert error < (1e-6 if frame_format == "png" else 0.03)
