@@ -107,6 +107,13 @@ def test_missing_root_and_split(davis_root: Path, tmp_path: Path) -> None:
         RefDAVISDataset(davis_root, split="train")
     with pytest.raises(FileNotFoundError, match="Davis17_annot2.txt"):
         RefDAVISDataset(davis_root, expressions="annot2")
+    other_split = tmp_path / "annot.txt"
+    other_split.write_text("bear 1 a brown bear\n")
+    with pytest.raises(ValueError, match=r"no expression names a video of .*val.txt"):
+        RefDAVISDataset(davis_root, expressions=other_split)
+    other_split.write_text("blackswan 1 a swan\n")
+    with pytest.warns(RuntimeWarning, match=r"1 of 2 videos .* no expressions.*car-shadow"):
+        assert len(RefDAVISDataset(davis_root, expressions=other_split)) == 1
 
 
 def _edit_meta(root: Path, obj_id: str = "1", text: str = "a swan") -> None:

@@ -287,6 +287,19 @@ class RefDAVISDataset(ExpressionClipDataset):
         for video_id in videos:
             if video_id in by_video:
                 self._add_video(video_id, by_video[video_id], resolution)
+        if not self.records:
+            raise ValueError(
+                f"no expression names a video of {split_file} ({len(videos)} videos); check "
+                "that the expressions belong to this split"
+            )
+        without = [video_id for video_id in videos if video_id not in by_video]
+        if without:
+            warnings.warn(
+                f"{len(without)} of {len(videos)} videos in {split_file} have no expressions "
+                f"and give no items: {without[:5]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _add_video(self, video_id: str, records: list[ExpressionRecord], resolution: str) -> None:
         frame_dir = self.root / "JPEGImages" / resolution / video_id

@@ -17,15 +17,18 @@ reproducible and each DataLoader worker augments differently.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -41,6 +44,10 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_SCALE = (1 / (255 * np.array(IMAGENET_STD, np.float32))).reshape(3, 1, 1)
+_OFFSET = (-np.array(IMAGENET_MEAN, np.float32) / np.array(IMAGENET_STD, np.float32)).reshape(
+    3, 1, 1
+)
 _PAD_COLOR = tuple(round(255 * value) for value in IMAGENET_MEAN)  # normalises to 0
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)(most|wards?|side)?\b", re.IGNORECASE)
@@ -76,6 +83,20 @@ def _as_hw(size: int | Sequence[int], name: str) -> tuple[int, int]:
     if min(pair) < 1:
         raise ValueError(f"{name} must be positive, got {size!r}")
     return pair
+
+
+def _albumentations() -> Any:
+    """Import albumentations (>= 2.0) on first use, without its network update check."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI request at import
+    import albumentations
+
+    major = albumentations.__version__.split(".")[0]
+    if not major.isdigit() or int(major) < 2:
+        raise ImportError(
+            "rvoslib clip transforms need albumentations >= 2.0, found "
+            + albumentations.__version__
+        )
+    return albumentations
 
 
 def _random_seed() -> int:
@@ -124,7 +145,7 @@ class ClipTransform:
                 raise ValueError(f"{name} must be a positive int or None, got {value}")
         if pad_divisor is not None and pad_divisor < 1:
             raise ValueError(f"pad_divisor must be a positive int or None, got {pad_divisor}")
-        self.compose = A.Compose(list(augment)) if augment else None
+        self.compose = _albumentations().Compose(list(augment)) if augment else None
         self.hflip_p = hflip_p
         self.shorter_side = shorter_side
         self.max_size = max_size
@@ -152,7 +173,8 @@ class ClipTransform:
         sample.setdefault("orig_size", tuple(frames.shape[1:3]))
         if self.hflip_p > 0 and torch.rand(()).item() < self.hflip_p:
             frames, masks = frames[:, :, ::-1], masks[:, :, ::-1]
-            sample["expression"] = swap_left_right(sample.get("expression", ""))
+            if isinstance(sample.get("expression"), str):
+                sample["expression"] = swap_left_right(sample["expression"])
         if self.compose is not None:
             self.compose.set_random_seed(_random_seed())
             out = self.compose(
@@ -218,8 +240,9 @@ def train_transform(
         pad_divisor: Pad to a multiple of this (None: no padding).
     """
     height, width = _as_hw(size, "size")
+    album = _albumentations()
     augment: list[A.BasicTransform] = [
-        A.RandomResizedCrop(
+        album.RandomResizedCrop(
             size=(height, width),
             scale=scale,
             ratio=ratio,
@@ -228,7 +251,7 @@ def train_transform(
     ]
     if color_jitter is not None and (color_jitter > 0 or hue > 0):
         augment.append(
-            A.ColorJitter(
+            album.ColorJitter(
                 brightness=color_jitter,
                 contrast=color_jitter,
                 saturation=color_jitter,
@@ -306,12 +329,13 @@ def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
     ``(T,)`` bool tensor.
     """
     item = dict(sample)
-    frames = torch.from_numpy(np.ascontiguousarray(sample["frames"])).permute(0, 3, 1, 2)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
-    item["frames"] = (frames.float() - mean) / std
-    item["masks"] = torch.from_numpy(np.ascontiguousarray(sample["masks"]) > 0).float()
-    item["valid"] = torch.as_tensor(np.asarray(sample["valid"], dtype=bool))
+    # numpy, not torch: single-threaded, so a busy machine does not stall torch's thread pool
+    frames = np.ascontiguousarray(np.asarray(sample["frames"]).transpose(0, 3, 1, 2), np.float32)
+    frames *= _SCALE
+    frames += _OFFSET
+    item["frames"] = torch.from_numpy(frames)
+    item["masks"] = torch.from_numpy((np.asarray(sample["masks"]) > 0).astype(np.float32))
+    item["valid"] = torch.from_numpy(np.array(sample["valid"], dtype=bool))
     return item
 
 
