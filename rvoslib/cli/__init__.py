@@ -46,10 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rvos`` command; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    args._argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own arguments
     try:
         result = args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as error:

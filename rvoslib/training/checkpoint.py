@@ -1,0 +1,106 @@
+"""Training checkpoints: the ``save_pretrained`` folder plus the training state, atomically.
+
+A checkpoint folder holds ``config.json``, ``model.safetensors`` (and tokenizer files), as
+written by :meth:`RVOSModel.save_pretrained`, plus ``training_state.pt`` with the optimizer,
+scheduler, grad scaler, epoch, step, best metric, RNG states and the trainer config. The folder
+is built under a temporary name and renamed into place, so a crash never leaves a half-written
+checkpoint and the previous one stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rvoslib._io import atomic_directory
+from rvoslib.models.rvos import CONFIG_FILE, WEIGHTS_FILE, RVOSModel
+
+__all__ = [
+    "TRAINING_STATE_FILE",
+    "config_differences",
+    "get_rng_state",
+    "load_training_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
+TRAINING_STATE_FILE = "training_state.pt"
+
+
+def get_rng_state() -> dict[str, Any]:
+    """The Python, NumPy, torch CPU (and CUDA) random states."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states returned by :func:`get_rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: str | os.PathLike, model: RVOSModel, state: dict[str, Any]) -> Path:
+    """Write model and training state into ``directory`` atomically.
+
+    Args:
+        directory: Target folder (replaced only once the new checkpoint is complete).
+        model: The (unwrapped) model.
+        state: Picklable training state (optimizer, scheduler, epoch, ...).
+
+    Returns:
+        The folder.
+    """
+    with atomic_directory(directory) as temp_dir:
+        model.save_pretrained(temp_dir / "model")
+        for item in (temp_dir / "model").iterdir():
+            item.rename(temp_dir / item.name)
+        (temp_dir / "model").rmdir()
+        torch.save(state, temp_dir / TRAINING_STATE_FILE)
+    return Path(directory)
+
+
+def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read ``training_state.pt`` of a checkpoint folder.
+
+    Raises:
+        FileNotFoundError: the folder lacks a model or a training state (names the file).
+    """
+    directory = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, TRAINING_STATE_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(
+                f"{str(directory / name)!r} not found: a training checkpoint folder holds "
+                f"{CONFIG_FILE}, {WEIGHTS_FILE} and {TRAINING_STATE_FILE}"
+            )
+    return torch.load(directory / TRAINING_STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Describe the keys whose values differ between two flat config dicts.
+
+    Returns:
+        Lines like ``"lr: 0.0005 (checkpoint) != 0.001 (now)"``, sorted by key.
+    """
+    lines = []
+    for key in sorted(set(saved) | set(current)):
+        left, right = saved.get(key, "<missing>"), current.get(key, "<missing>")
+        if json.dumps(left, sort_keys=True, default=str) != json.dumps(
+            right, sort_keys=True, default=str
+        ):
+            lines.append(f"{key}: {left!r} (checkpoint) != {right!r} (now)")
+    return lines
