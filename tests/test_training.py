@@ -86,9 +86,7 @@ def test_accumulation_equals_a_larger_batch() -> None:
         step = trainer.optimizer.step
 
         def recording_step(*args, _step=step, _grads=gradients, _opt=trainer.optimizer, **kwargs):
-            _grads.append(
-                [p.grad.clone() for g in trainer.optimizer.param_groups for p in g["params"]]
-            )
+            _grads.append([p.grad.clone() for g in _opt.param_groups for p in g["params"]])
             return _step(*args, **kwargs)
 
         trainer.optimizer.step = recording_step
