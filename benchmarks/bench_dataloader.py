@@ -8,7 +8,7 @@ Data is CPU-only; nothing is moved to a GPU.
 
 Examples:
     python benchmarks/bench_dataloader.py                       # synthetic 64x64 clips
-    python benchmarks/bench_dataloader.py --size 128 --workers 0 2 4 --json out.json
+    python benchmarks/bench_dataloader.py --size 128 --workers 0 2 4 --threads 1 --json out.json
     python benchmarks/bench_dataloader.py --root ../shared/data/davis-mini --split val \\
         --num-frames 5 --resize 320
 """
@@ -85,8 +85,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batches", type=int, default=25, help="batches per timed run")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (main process)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     dataset = build_dataset(args)
     report: dict[str, Any] = {

@@ -172,7 +172,8 @@ class SyntheticRVOSDataset(Dataset):
         colors: Palette names (keys of ``COLORS``).
         shapes: Shape names (from ``SHAPES``).
         directions: Motion directions (keys of ``DIRECTIONS``).
-        attributes: Attributes expressions may use (from ``ATTRIBUTES``).
+        attributes: Attributes expressions may use (from ``ATTRIBUTES``; motion is left out
+            when ``num_frames`` is 1).
         max_attributes: Most attributes in one expression.
         attribute_sharing: Probability that an object copies the colour, shape or direction of
             an earlier one (independently per attribute), making distractors similar.
@@ -239,6 +240,11 @@ class SyntheticRVOSDataset(Dataset):
         self.texture_strength, self.noise = texture_strength, noise
         self.colors, self.shapes = tuple(colors), tuple(shapes)
         self.directions, self.attributes = tuple(directions), tuple(attributes)
+        # motion cannot be seen in a single frame: such videos are described otherwise
+        self._usable = tuple(a for a in self.attributes if a != "motion" or num_frames > 1)
+        _check(
+            bool(self._usable), "attributes", attributes, "more than motion when num_frames is 1"
+        )
         self.max_attributes, self.attribute_sharing = max_attributes, attribute_sharing
         self.min_visible, self.position_margin = min_visible, position_margin
         self.transform = transform
@@ -338,7 +344,7 @@ class SyntheticRVOSDataset(Dataset):
         for obj in objects:
             values = {"color": obj.color, "shape": obj.shape, "motion": obj.direction}
             for count in range(1, self.max_attributes + 1):
-                for names in combinations(self.attributes, count):
+                for names in combinations(self._usable, count):
                     wheres = _POSITION_WORDS if "position" in names else [None]
                     for where in wheres:
                         attrs = {name: values[name] for name in names if name != "position"}
