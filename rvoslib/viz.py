@@ -1,0 +1,389 @@
+"""Seeing results: mask overlays, clip figures, animations and training curves.
+
+Matplotlib is only imported inside the functions that draw figures, and figures are drawn on
+an Agg canvas without ``pyplot`` (no global state, no display needed). Install with
+``pip install rvoslib[viz]``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rvoslib._checks import format_shape
+from rvoslib._io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "ANIMATION_FORMATS",
+    "davis_colors",
+    "overlay_masks",
+    "plot_clip",
+    "plot_history",
+    "save_animation",
+]
+
+ANIMATION_FORMATS = (".gif", ".mp4")
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def davis_colors(count: int = 256) -> np.ndarray:
+    """The DAVIS / VOC palette: ``(count, 3)`` uint8, object 1 = ``(128, 0, 0)``.
+
+    Example:
+        >>> davis_colors(3).tolist()
+        [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    """
+    colors = np.zeros((count, 3), dtype=np.uint8)
+    for index in range(count):
+        value, red, green, blue = index, 0, 0, 0
+        for bit in range(8):
+            red |= ((value >> 0) & 1) << (7 - bit)
+            green |= ((value >> 1) & 1) << (7 - bit)
+            blue |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        colors[index] = (red, green, blue)
+    return colors
+
+
+def _colors(colormap: str | Sequence[Sequence[int]] | None, count: int) -> np.ndarray:
+    """``(count + 1, 3)`` uint8 colours; row ``k`` colours object ``k``."""
+    if colormap is None or colormap == "davis":
+        return davis_colors(max(count + 1, 2))
+    if isinstance(colormap, str):
+        from matplotlib import colormaps
+
+        try:
+            cmap = colormaps[colormap]
+        except KeyError as error:
+            raise ValueError(
+                f"colormap must be 'davis', a Matplotlib colormap name or a list of RGB "
+                f"colours, got {colormap!r}"
+            ) from error
+        samples = cmap(np.linspace(0, 1, max(count, 1)) if cmap.N > 32 else np.arange(count))
+        colors = (np.asarray(samples)[:, :3] * 255).round().astype(np.uint8)
+        return np.concatenate([np.zeros((1, 3), np.uint8), colors])
+    colors = np.asarray(colormap, dtype=np.int64)
+    if colors.ndim != 2 or colors.shape[1] != 3 or len(colors) < count:
+        raise ValueError(
+            f"colormap must list at least {count} RGB colours (shape ({count}, 3)), got shape "
+            f"{colors.shape}"
+        )
+    return np.concatenate([np.zeros((1, 3), np.uint8), colors.clip(0, 255).astype(np.uint8)])
+
+
+def _frames_hwc(frames: ArrayLike) -> np.ndarray:
+    """Any supported frame layout -> ``(T, H, W, 3)`` uint8 numpy."""
+    array = frames.detach().cpu() if isinstance(frames, torch.Tensor) else torch.as_tensor(frames)
+    if array.ndim == 3:
+        array = array.unsqueeze(0)
+    if array.ndim != 4 or 3 not in (array.shape[1], array.shape[-1]):
+        raise ValueError(
+            "frames must be (T, 3, H, W), (T, H, W, 3), (3, H, W) or (H, W, 3), got "
+            f"{format_shape(array.shape)}"
+        )
+    if array.shape[1] == 3 and array.shape[-1] != 3:
+        array = array.permute(0, 2, 3, 1)
+    if array.is_floating_point():
+        array = (array.float().clamp(0, 1) * 255).round()
+    return np.ascontiguousarray(array.to(torch.uint8).numpy())
+
+
+def _object_ids(masks: ArrayLike, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
+    """Masks -> ``(T, H, W)`` int64 object ids (0 = background)."""
+    masks = torch.as_tensor(masks).detach().cpu()
+    if masks.ndim == 2:
+        masks = masks.unsqueeze(0)
+    if masks.ndim == 4:  # (N, T, H, W) one binary mask per object: later ones on top
+        ids = torch.zeros(masks.shape[1:], dtype=torch.int64)
+        for index, mask in enumerate(masks, start=1):
+            ids[mask > 0.5 if mask.is_floating_point() else mask.bool()] = index
+        masks = ids
+    elif masks.dtype == torch.bool or masks.is_floating_point():
+        masks = (masks > 0.5).long()
+    if masks.ndim != 3 or masks.shape[0] != num_frames or tuple(masks.shape[1:]) != size:
+        raise ValueError(
+            f"masks must be (T, H, W) ids or (N, T, H, W) with T={num_frames} and "
+            f"(H, W)={size} like frames, got {format_shape(masks.shape)}"
+        )
+    return masks.long()
+
+
+def overlay_masks(
+    frames: ArrayLike,
+    masks: ArrayLike,
+    alpha: float = 0.5,
+    colormap: str | Sequence[Sequence[int]] | None = "davis",
+    *,
+    contour: bool = True,
+) -> np.ndarray:
+    """Blend coloured masks over frames.
+
+    Args:
+        frames: ``(T, 3, H, W)`` / ``(T, H, W, 3)`` (or one frame without ``T``), uint8 or
+            float in ``[0, 1]``; tensor or array.
+        masks: ``(T, H, W)`` bool (one object), ``(T, H, W)`` integer object ids (0 =
+            background), or ``(N, T, H, W)`` bool, one mask per expression (object ``n + 1``).
+            Without ``T`` when ``frames`` has none.
+        alpha: Opacity of the colour inside masks.
+        colormap: ``"davis"`` (object 1 = dark red, 2 = green, ...), a Matplotlib colormap
+            name, or a list of RGB colours (one per object).
+        contour: Draw mask boundaries in the opaque colour.
+
+    Returns:
+        ``(T, H, W, 3)`` uint8 array (``(H, W, 3)`` for a single frame), ready for
+        Matplotlib, Pillow or imageio.
+
+    Example:
+        >>> frames = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+        >>> masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+        >>> masks[:, 2:6, 2:6] = True
+        >>> out = overlay_masks(frames, masks, alpha=1.0)
+        >>> out.shape, out[0, 3, 3].tolist(), out[0, 0, 0].tolist()
+        ((2, 8, 8, 3), [128, 0, 0], [0, 0, 0])
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    single = len(frames.shape) == 3
+    images = _frames_hwc(frames)
+    ids = _object_ids(masks, images.shape[0], images.shape[1:3])
+    max_id = int(ids.max()) if ids.numel() else 0
+    if max_id > 255 or max_id < 0:
+        raise ValueError(f"masks must hold object ids in [0, 255], found {max_id}")
+    colors = torch.from_numpy(_colors(colormap, max_id))
+    pixels = torch.from_numpy(images).float()
+    colored = colors[ids].float()
+    inside = (ids > 0).unsqueeze(-1)
+    blended = torch.where(inside, pixels * (1 - alpha) + colored * alpha, pixels)
+    if contour:
+        padded = ids.unsqueeze(1).float()
+        dilated = F.max_pool2d(padded, 3, stride=1, padding=1)
+        eroded = -F.max_pool2d(-padded, 3, stride=1, padding=1)
+        edge = ((dilated != padded) | (eroded != padded))[:, 0] & (ids > 0)
+        blended = torch.where(edge.unsqueeze(-1), colored, blended)
+    result = blended.round().clamp(0, 255).to(torch.uint8).numpy()
+    return result[0] if single else result
+
+
+def plot_clip(
+    frames: ArrayLike,
+    masks: ArrayLike | None = None,
+    gt_masks: ArrayLike | None = None,
+    *,
+    video_id: str | None = None,
+    expression: str | None = None,
+    max_frames: int = 6,
+    alpha: float = 0.5,
+    frame_ids: Sequence[str | int] | None = None,
+) -> Figure:
+    """A figure with rows of frames, predicted masks and (optionally) ground truth.
+
+    Args:
+        frames: ``(T, 3, H, W)`` / ``(T, H, W, 3)`` uint8 or float in ``[0, 1]``.
+        masks: ``(T, H, W)`` predicted masks (see :func:`overlay_masks`), or ``None``.
+        gt_masks: ``(T, H, W)`` ground-truth masks, or ``None``.
+        video_id: Shown in the title.
+        expression: Shown in the title.
+        max_frames: At most this many frames, evenly spaced, are shown.
+        alpha: Mask opacity.
+        frame_ids: Column labels (default: the frame indices).
+
+    Returns:
+        A Matplotlib ``Figure`` on an Agg canvas (``figure.savefig(path)`` writes it).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    images = _frames_hwc(frames)
+    num_frames = images.shape[0]
+    shown = np.unique(np.linspace(0, num_frames - 1, min(max_frames, num_frames)).round())
+    shown = shown.astype(int)
+    rows = [("frames", images)]
+    if masks is not None:
+        rows.append(("prediction", overlay_masks(images, masks, alpha)))
+    if gt_masks is not None:
+        rows.append(("ground truth", overlay_masks(images, gt_masks, alpha, [(0, 160, 255)])))
+    height, width = images.shape[1:3]
+    cell = 2.2
+    figure = Figure(figsize=(cell * len(shown), cell * height / width * len(rows) + 0.6))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(rows), len(shown), squeeze=False)
+    for row, (label, row_images) in enumerate(rows):
+        for column, index in enumerate(shown):
+            axis = axes[row, column]
+            axis.imshow(row_images[index])
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                name = frame_ids[index] if frame_ids is not None else index
+                axis.set_title(f"frame {name}", fontsize=8)
+            if column == 0:
+                axis.set_ylabel(label, fontsize=9)
+    title = " - ".join(
+        part for part in (video_id, f'"{expression}"' if expression else None) if part
+    )
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def save_animation(
+    frames: ArrayLike,
+    path: str | os.PathLike,
+    masks: ArrayLike | None = None,
+    *,
+    fps: float = 10.0,
+    alpha: float = 0.5,
+    colormap: str | Sequence[Sequence[int]] | None = "davis",
+) -> Path:
+    """Write frames (with masks overlaid) as an animated GIF or an MP4, atomically.
+
+    Args:
+        frames: ``(T, 3, H, W)`` / ``(T, H, W, 3)`` uint8 or float in ``[0, 1]``.
+        path: ``*.gif`` (Pillow) or ``*.mp4`` (OpenCV's writer, else imageio's ffmpeg).
+        masks: Optional masks overlaid with :func:`overlay_masks`.
+        fps: Frames per second.
+        alpha: Mask opacity.
+        colormap: See :func:`overlay_masks`.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: an unsupported suffix.
+        RuntimeError: ``.mp4`` without any MP4 writer installed (says what to install).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in ANIMATION_FORMATS:
+        raise ValueError(f"path must end in one of {ANIMATION_FORMATS}, got {str(path)!r}")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    images = _frames_hwc(frames) if masks is None else overlay_masks(frames, masks, alpha, colormap)
+    if images.ndim == 3:
+        images = images[None]
+    if suffix == ".gif":
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        first, *rest = (Image.fromarray(image) for image in images)
+        duration = max(20, round(1000 / fps))
+        first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=duration,
+                   loop=0)  # fmt: skip
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(handle)
+    try:
+        _write_mp4(images, temp_name, fps)
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    return path
+
+
+def _write_mp4(images: np.ndarray, path: str, fps: float) -> None:
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        height, width = images.shape[1:3]
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if writer.isOpened():
+            for image in images:
+                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            writer.release()
+            return
+    try:
+        import imageio.v3 as iio
+
+        iio.imwrite(path, images, fps=fps, extension=".mp4", plugin="pyav")
+    except Exception as error:
+        raise RuntimeError(
+            f"cannot write {path!r}: no MP4 writer available; install opencv-python-headless "
+            "or imageio with av (pip install av); or save a .gif"
+        ) from error
+
+
+_PANELS = (
+    ("loss", ("train_loss", "val_loss", "loss")),
+    ("IoU / J&F", ("train_iou", "val_iou", "iou", "J", "F", "JF", "J&F")),
+    ("learning rate", ("lr", "learning_rate")),
+)
+
+
+def plot_history(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    panels: Sequence[tuple[str, Sequence[str]]] = _PANELS,
+) -> Figure:
+    """Training curves from per-epoch records.
+
+    Args:
+        history: One dict per epoch, e.g. ``{"epoch": 3, "train_loss": 0.4, "val_loss": 0.5,
+            "train_iou": 0.6, "J": 0.55, "F": 0.6, "JF": 0.57, "lr": 1e-4}``. Missing keys
+            and ``None`` / NaN values are skipped; ``epoch`` defaults to the record's position.
+        panels: ``(title, keys)`` per panel; panels without data are left out. The learning
+            rate panel uses a log scale.
+
+    Returns:
+        A Matplotlib ``Figure`` on an Agg canvas.
+
+    Raises:
+        ValueError: ``history`` is empty, not a list of dicts, or holds none of the keys.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if isinstance(history, Mapping) or not history:
+        raise ValueError("history must be a non-empty list of per-epoch dicts")
+    for index, record in enumerate(history):
+        if not isinstance(record, Mapping):
+            raise ValueError(f"history[{index}] must be a dict, got {type(record).__name__}")
+    epochs = [record.get("epoch", index) for index, record in enumerate(history)]
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        points = [
+            (float(epoch), float(record[key]))
+            for epoch, record in zip(epochs, history)
+            if record.get(key) is not None and np.isfinite(float(record[key]))
+        ]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    active = [
+        (title, [key for key in keys if series(key)[0]])
+        for title, keys in panels
+        if any(series(key)[0] for key in keys)
+    ]
+    if not active:
+        wanted = sorted({key for _, keys in panels for key in keys})
+        raise ValueError(f"history holds none of the plotted keys {wanted}")
+    figure = Figure(figsize=(4.2 * len(active), 3.2))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(active), squeeze=False)[0]
+    for axis, (title, keys) in zip(axes, active):
+        for key in keys:
+            xs, ys = series(key)
+            axis.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+        if title == "learning rate" and all(y > 0 for key in keys for y in series(key)[1]):
+            axis.set_yscale("log")
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
