@@ -245,3 +245,20 @@ def test_heads_upsample_to_exact_size() -> None:
         head(torch.randn(1, 8, 4, 5), skips, (97, 131))
     with pytest.raises(ValueError, match=r"skips must hold 2 maps with channels \[6, 4\], got 1"):
         head(torch.randn(1, 8, 4, 5), skips[:1], (97, 131), torch.randn(1, 10))
+
+
+def test_fusion_positions_make_output_position_dependent() -> None:
+    from rvoslib.models import sine_positions
+
+    codes = sine_positions(4, 4, 16)
+    assert codes.shape == (4, 4, 16)
+    assert not torch.allclose(codes[0, 0], codes[0, 3]) and not torch.allclose(
+        codes[0, 0], codes[3, 0]
+    )
+    fusion = CrossModalFusion(8, 32, hidden_dim=16, num_heads=2, positions=True).eval()
+    flat = torch.ones(1, 1, 8, 4, 4)  # the same feature everywhere
+    with torch.no_grad():
+        out = fusion(flat, _features(batch=1))
+    assert not torch.allclose(out[..., 0, 0], out[..., 0, 3])
+    with pytest.raises(ValueError, match="divisible by 4, got 18"):
+        CrossModalFusion(8, 32, hidden_dim=18, num_heads=2, positions=True)

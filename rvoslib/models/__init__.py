@@ -1,7 +1,7 @@
 """Model parts and the composed :class:`RVOSModel`."""
 
 from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm
-from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention
+from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention, sine_positions
 from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead
 from rvoslib.models.presets import create_model, get_preset_config, list_presets, register_preset
 from rvoslib.models.rvos import RVOSConfig, RVOSModel
@@ -26,4 +26,5 @@ __all__ = [
     "get_preset_config",
     "list_presets",
     "register_preset",
+    "sine_positions",
 ]

@@ -9,9 +9,37 @@ from torch import nn
 from rvoslib._checks import check_tensor, is_compiling
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["CrossModalFusion", "MultiHeadCrossAttention"]
+__all__ = ["CrossModalFusion", "MultiHeadCrossAttention", "sine_positions"]
 
 FUSION_MODES = ("sentence", "tokens")
+
+
+def sine_positions(
+    height: int, width: int, dim: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """A fixed 2D sine/cosine encoding of pixel centres in ``[0, 1]``.
+
+    Args:
+        height: Rows ``h``.
+        width: Columns ``w``.
+        dim: Channels, divisible by 4 (half for y, half for x; sine and cosine each).
+        device: Device of the result.
+
+    Returns:
+        ``(h, w, dim)`` float32.
+
+    Example:
+        >>> sine_positions(2, 3, 8).shape
+        torch.Size([2, 3, 8])
+    """
+    quarter = dim // 4
+    frequencies = 2.0 ** torch.arange(quarter, device=device, dtype=torch.float32) * torch.pi
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+    y_angles, x_angles = ys[:, None] * frequencies, xs[:, None] * frequencies
+    y_code = torch.cat([y_angles.sin(), y_angles.cos()], -1)[:, None, :].expand(height, width, -1)
+    x_code = torch.cat([x_angles.sin(), x_angles.cos()], -1)[None, :, :].expand(height, width, -1)
+    return torch.cat([y_code, x_code], dim=-1)
 
 
 class MultiHeadCrossAttention(nn.Module):
@@ -89,6 +117,8 @@ class CrossModalFusion(nn.Module):
         mode: ``"sentence"`` attends to the pooled sentence feature (the reference design);
             ``"tokens"`` attends to the token features, ignoring padding.
         attention: ``"sdpa"`` or ``"torch_mha"`` (see :class:`MultiHeadCrossAttention`).
+        positions: Add a fixed 2D sine encoding of (y, x) to the projected visual features, so
+            that attention and the layers after it can use absolute position ("on the left").
 
     Example:
         >>> fusion = CrossModalFusion(64, 32, hidden_dim=16, num_heads=2, mode="tokens")
@@ -106,8 +136,12 @@ class CrossModalFusion(nn.Module):
         dropout: float = 0.1,
         mode: str = "sentence",
         attention: str = "sdpa",
+        positions: bool = False,
     ) -> None:
         super().__init__()
+        if positions and hidden_dim % 4:
+            raise ValueError(f"positions=True needs hidden_dim divisible by 4, got {hidden_dim}")
+        self.positions = positions
         if mode not in FUSION_MODES:
             raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
         self.mode = mode
@@ -142,6 +176,9 @@ class CrossModalFusion(nn.Module):
         batch, frames, _, height, width = visual.shape
         projected = self.visual_proj(visual.flatten(0, 1))  # (B*T, hidden, h, w)
         queries = projected.unflatten(0, (batch, frames)).permute(0, 1, 3, 4, 2)
+        if self.positions:
+            encoding = sine_positions(height, width, self.hidden_dim, queries.device)
+            queries = queries + encoding.to(queries.dtype)
         queries = queries.reshape(batch, frames * height * width, self.hidden_dim)
         if self.mode == "sentence":
             keys, key_mask = self.text_proj(text.sentence).unsqueeze(1), None

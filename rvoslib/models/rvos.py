@@ -50,6 +50,7 @@ class RVOSConfig:
         fusion_dropout: Dropout of the fusion attention and residual.
         fusion_mode: ``"sentence"`` or ``"tokens"``.
         attention: ``"sdpa"`` or ``"torch_mha"``.
+        fusion_positions: Add a 2D sine position encoding in the fusion.
         temporal: Use the 3D-convolution temporal module.
         head: ``"simple"`` (the reference x32 head) or ``"multiscale"`` (FPN-style).
         head_hidden: Width of the head.
@@ -71,6 +72,7 @@ class RVOSConfig:
     fusion_dropout: float = 0.1
     fusion_mode: str = "sentence"
     attention: str = "sdpa"
+    fusion_positions: bool = False
     temporal: bool = True
     head: str = "simple"
     head_hidden: int = 256
@@ -193,6 +195,7 @@ class RVOSModel(nn.Module):
             dropout=config.fusion_dropout,
             mode=config.fusion_mode,
             attention=config.attention,
+            positions=config.fusion_positions,
         )
         temporal = TemporalModule(config.hidden_dim) if config.temporal else None
         if config.head == "simple":

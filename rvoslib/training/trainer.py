@@ -500,11 +500,14 @@ class Trainer:
             loss_total[1] += 1
             predicted = logits.float().sigmoid()[:, :, 0] > self.config.threshold
             for i in range(predicted.shape[0]):
+                height, width = predicted.shape[-2:]
+                if "unpadded_size" in batch:  # leave out the padding of eval transforms
+                    height, width = (int(v) for v in batch["unpadded_size"][i])
                 evaluator.update(
                     batch["video_id"][i],
                     str(batch["exp_id"][i]),
-                    predicted[i],
-                    batch["masks"][i] > 0.5,
+                    predicted[i, :, :height, :width],
+                    batch["masks"][i, :, :height, :width] > 0.5,
                     valid=batch["valid"][i],
                 )
         evaluator.all_gather()
