@@ -115,6 +115,16 @@ def test_seg2bmap_matches_official_steps(frames: int, height: int, width: int, s
     np.testing.assert_array_equal(seg2bmap(masks), expected)
 
 
+@pytest.mark.parametrize("shape", [(n, h, w) for n in (1, 2) for h in (1, 2, 3) for w in (1, 2, 3)])
+def test_seg2bmap_and_f_on_tiny_shapes(shape: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(8):
+        pred, gt = rng.random(shape) > 0.5, rng.random(shape) > 0.5
+        np.testing.assert_array_equal(seg2bmap(pred), np.stack([ref.seg2bmap(m) for m in pred]))
+        expected = [ref.f_measure(p, g) for p, g in zip(pred, gt)]
+        assert boundary_f_measure(pred, gt).tolist() == expected
+
+
 def test_disk_footprint() -> None:
     assert disk_footprint(8).sum() == 197
     assert disk_footprint(0).tolist() == [[True]]

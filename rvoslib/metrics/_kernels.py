@@ -71,7 +71,7 @@ def seg2bmap_flat(seg: torch.Tensor) -> torch.Tensor:
     size = flat.numel()
     if size == 0:
         return seg.clone()
-    if size <= width + 1:  # a single row (and one more pixel): compare along the row only
+    if num_frames * height == 1:  # a single row: compare along the row only
         bmap = torch.zeros_like(flat)
         if size > 1:
             torch.bitwise_xor(flat[:-1], flat[1:], out=bmap[:-1])
