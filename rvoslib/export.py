@@ -227,13 +227,13 @@ def export_torchscript(
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(ExportableRVOS(model), inputs, check_trace=False, strict=False)
-    path = Path(path)
-    temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        torch.jit.save(traced, str(temp))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+        path = Path(path)
+        temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        try:
+            torch.jit.save(traced, str(temp))  # deprecated in favour of torch.export: silenced
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
     return path
 
 

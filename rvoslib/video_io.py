@@ -4,7 +4,7 @@
 ``(3, H, W)`` frames that never holds more than a bounded number of decoded frames:
 
 * a folder of ``*.jpg`` / ``*.jpeg`` / ``*.png`` frames (sorted by name) is decoded by a pool of
-  threads (``torchvision.io.decode_image`` releases the GIL) a few frames ahead of the consumer,
+  threads (OpenCV's decoder releases the GIL) a few frames ahead of the consumer,
   or in batches on the GPU with ``decode_device="cuda"`` (JPEG only);
 * an ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv`` / ``.webm`` file is decoded with OpenCV (installed
   with ``albumentations``) in a background thread;
@@ -115,17 +115,31 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 
 def _decode_file(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
+    """Decode one frame to ``(3, H, W)`` uint8 RGB (OpenCV releases the GIL; else Pillow)."""
     try:
-        frame = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError, ValueError) as error:
-        raise VideoReadError(path, str(error).splitlines()[0] or "decoding failed") from error
-    if tuple(frame.shape[1:]) != size:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        image = cv2.imread(str(path), flags)
+        if image is None:
+            raise VideoReadError(path, "not a decodable image (missing, truncated or corrupt)")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    else:
+        import numpy as np
+        from PIL import Image
+
+        try:
+            with Image.open(path) as opened:
+                image = np.asarray(opened.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as error:
+            raise VideoReadError(path, str(error) or type(error).__name__) from error
+    if image.shape[:2] != size:
         raise VideoReadError(
-            path, f"frame is {frame.shape[2]}x{frame.shape[1]}, expected {size[1]}x{size[0]}"
+            path, f"frame is {image.shape[1]}x{image.shape[0]}, expected {size[1]}x{size[0]}"
         )
-    return frame
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
 
 
 class FrameFolderSource(VideoSource):

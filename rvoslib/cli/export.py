@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from rvoslib.export import check_onnx, example_inputs, export_model
     from rvoslib.models import RVOSModel
 
+    if args.check and args.format != "onnx":
+        raise ValueError(f"--check compares ONNX with onnxruntime; --format is {args.format!r}")
     model = RVOSModel.from_pretrained(args.checkpoint).eval()
     inputs = example_inputs(model, num_frames=args.frames, height=args.height, width=args.width)
     path = export_model(model, Path(args.out), args.format, inputs=inputs)
     print(f"exported {args.format} to {path}", file=sys.stderr)
     if args.check:
-        if args.format != "onnx":
-            raise ValueError(f"--check compares ONNX with onnxruntime; --format is {args.format!r}")
         difference = check_onnx(model, path, atol=args.atol)
         print(f"onnxruntime vs PyTorch: max abs difference of logits = {difference:.3g}")
     return 0
