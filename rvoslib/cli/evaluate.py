@@ -78,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
         if out is not None:
             from rvoslib.metrics import write_davis_masks
 
-            write_davis_masks(
-                out / "masks" / video_id / exp_id, predicted.numpy(), batch["frame_ids"][0]
-            )
+            masks = predicted.numpy().astype("uint8")
+            write_davis_masks(masks, out / "masks" / video_id / exp_id, batch["frame_ids"][0])
     summary = evaluator.summary()
     if out is not None:
         evaluator.to_csv(out / "per_sequence.csv")

@@ -1,0 +1,118 @@
+"""``rvos train`` and ``rvos eval``: a small end-to-end run, resume, YAML config, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rvoslib.cli import main
+
+SMALL = [
+    "--train-videos", "8", "--val-videos", "2", "--val-frames", "2", "--num-frames", "2",
+    "--size", "32", "--batch-size", "4", "--epochs", "1", "--no-progress", "--overlays", "1",
+    "--device", "cpu",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_the_run(trained, capsys) -> None:
+    for name in ("best", "last", "history.jsonl", "metrics.json", "overlays"):
+        assert (trained / name).exists(), name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"J", "F", "JF", "world_size"} <= set(metrics)
+    assert metrics["world_size"] == 1 and 0.0 <= metrics["JF"] <= 1.0
+    assert list((trained / "overlays").glob("*.png"))
+    assert (trained / "best" / "model.safetensors").is_file()
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite(trained, capsys) -> None:
+    assert main(["train", *SMALL, "--out", str(trained)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_continues_the_run(trained) -> None:
+    assert main(["train", *SMALL, "--out", str(trained), "--resume", "--epochs", "2"]) == 0
+    lines = (trained / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+
+
+def test_resume_refuses_other_settings(trained, capsys) -> None:
+    assert main(["train", *SMALL, "--out", str(trained), "--resume", "--lr", "0.1"]) == 2
+    assert "lr: 0.002 (checkpoint) != 0.1 (now)" in capsys.readouterr().err
+
+
+def test_eval_on_synthetic(trained, tmp_path, capsys) -> None:
+    code = main(
+        ["eval", "--checkpoint", str(trained / "best"), "--data", "synthetic", "--videos", "2",
+         "--frames", "2", "--size", "32", "--out", str(tmp_path), "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"J", "F", "JF"} <= set(summary)
+    assert (tmp_path / "per_sequence.csv").is_file()
+    assert len(list((tmp_path / "masks").rglob("*.png"))) == 4
+
+
+def test_eval_on_davis_mini(trained, davis_mini, tmp_path, capsys) -> None:
+    code = main(
+        ["eval", "--checkpoint", str(trained / "best"), "--data", "davis", "--root", str(davis_mini),
+         "--size", "64", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 5  # 4 (video, expression) pairs + the summary
+
+
+def test_yaml_config(tmp_path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 1\nbatch-size: 4\nsize: 32\nnum_frames: 2\ntrain_videos: 4\n")
+    out = tmp_path / "out"
+    argv = ["train", "--config", str(config), "--val-videos", "1", "--val-frames", "2"]
+    assert main([*argv, "--overlays", "0", "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_yaml_unknown_key(tmp_path, capsys) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("epochz: 1\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown options ['epochz']" in capsys.readouterr().err
+
+
+def test_unknown_preset_lists_valid_ones(tmp_path, capsys) -> None:
+    assert main(["train", "--preset", "huge", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        "unknown preset 'huge'; valid presets: rvos-r50, seed-r18, seed-r50, tiny"
+        in capsys.readouterr().err
+    )
+
+
+def test_unknown_dataset_lists_valid_ones(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "kinetics"])
+    assert "invalid choice: 'kinetics' (choose from" in capsys.readouterr().err
+
+
+def test_missing_dataset_root(tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere"
+    assert (
+        main(["train", "--dataset", "davis", "--root", str(missing), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_python_m_rvoslib_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rvoslib", "train", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--shuffle-text" in result.stdout
