@@ -1,0 +1,321 @@
+"""Benchmarks of the model's forward, backward, train step and inference, per mode.
+
+Method: every measured function runs ``warmup`` times, then ``repeats`` times, each run timed
+with CUDA events on a GPU (or a synchronised ``perf_counter`` on the CPU); the median is
+reported. FLOPs per train step come from ``torch.utils.flop_counter.FlopCounterMode`` (matrix
+multiplications and convolutions, forward and backward), and achieved TFLOP/s is that count
+divided by the median train-step time. Peak memory is ``torch.cuda.max_memory_allocated``.
+
+Modes, all measured in the same process on the same inputs:
+
+``reference``
+    The reference recipe: eager, fp16 autocast with a ``GradScaler`` (CUDA; fp32 on the CPU),
+    NCHW, ``nn.MultiheadAttention``, AdamW with the ``foreach`` implementation.
+``fp32``
+    Eager float32, TF32 disabled, SDPA attention, ``foreach`` AdamW.
+``fast``
+    The library's fast path (:func:`rvoslib.training.fast.apply_fast_path`): bf16 autocast,
+    channels_last (2D) / channels_last_3d (3D), SDPA attention, fused AdamW (CUDA),
+    ``torch.compile`` (CUDA, with an eager fallback), cuDNN autotuning, no host syncs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from rvoslib.losses import RVOSLoss
+from rvoslib.models.presets import create_model
+from rvoslib.models.rvos import RVOSModel
+
+__all__ = ["MODES", "BenchmarkResult", "benchmark_mode", "count_train_step_flops", "run_benchmarks"]
+
+MODES = ("reference", "fp32", "fast")
+
+
+@dataclass
+class BenchmarkResult:
+    """One row of the benchmark table (times in milliseconds, medians)."""
+
+    mode: str
+    preset: str
+    batch: int
+    frames: int
+    size: int
+    text_length: int
+    forward_ms: float
+    backward_ms: float
+    train_step_ms: float
+    infer_ms: float
+    peak_mem_mb: float
+    flops_per_step: float
+    tflops: float
+    clips_per_s: float
+    frames_per_s: float
+    infer_frames_per_s: float
+    device: str
+    torch_version: str
+    compiled: bool
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+class _Timer:
+    """Median wall time of a function, with CUDA events on a GPU."""
+
+    def __init__(self, device: torch.device, warmup: int, repeats: int) -> None:
+        self.device, self.warmup, self.repeats = device, warmup, repeats
+
+    def __call__(self, function: Callable[[], Any]) -> float:
+        for _ in range(self.warmup):
+            function()
+        self._sync()
+        times = []
+        for _ in range(self.repeats):
+            if self.device.type == "cuda":
+                start, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
+                start.record()
+                function()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                started = time.perf_counter()
+                function()
+                times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _inputs(
+    model: RVOSModel, batch: int, frames: int, size: int, length: int, device: torch.device
+):
+    generator = torch.Generator().manual_seed(0)
+    video = torch.randn(batch, frames, 3, size, size, generator=generator).to(device)
+    vocab = model.text_encoder.language_model.config.vocab_size
+    ids = torch.randint(5, vocab, (batch, length), generator=generator).to(device)
+    mask = torch.ones(batch, length, dtype=torch.long, device=device)
+    masks = (torch.rand(batch, frames, size, size, generator=generator) > 0.5).float().to(device)
+    return video, ids, mask, masks
+
+
+def count_train_step_flops(
+    model: RVOSModel,
+    video: torch.Tensor,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    masks: torch.Tensor,
+) -> float:
+    """FLOPs of one forward + backward pass (``FlopCounterMode``; the optimizer is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    criterion = RVOSLoss()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        criterion(model(video, ids, mask), masks).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def _configure(mode: str, preset: str, device: torch.device, compile_model: bool):
+    """Build the model, optimizer, autocast and scaler of a mode."""
+    from rvoslib.training.fast import apply_fast_path, maybe_compile
+
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    attention = "torch_mha" if mode == "reference" else "sdpa"
+    model = create_model(preset, attention=attention).to(device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = mode != "fp32"
+    torch.backends.cudnn.benchmark = mode == "fast"
+    dtype, scaler = None, None
+    if mode == "reference" and cuda:
+        dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+    elif mode == "fast" and cuda:
+        dtype = torch.bfloat16
+    compiled = False
+    runner: torch.nn.Module = model
+    if mode == "fast":
+        apply_fast_path(model)
+        if compile_model and cuda:
+            runner, compiled = maybe_compile(model), True
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-4, fused=True if mode == "fast" and cuda else None,
+        foreach=None if mode == "fast" and cuda else True,
+    )  # fmt: skip
+    return model, runner, optimizer, dtype, scaler, compiled
+
+
+def benchmark_mode(
+    mode: str,
+    preset: str = "tiny",
+    batch: int = 2,
+    frames: int = 4,
+    size: int = 128,
+    text_length: int = 20,
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    repeats: int = 10,
+    compile_model: bool = True,
+    flops: float | None = None,
+) -> BenchmarkResult:
+    """Time one mode; see the module docstring for the method.
+
+    Args:
+        mode: One of :data:`MODES`.
+        preset: Model preset.
+        batch: Clips per step ``B``.
+        frames: Frames per clip ``T``.
+        size: Square frame size.
+        text_length: Tokens per expression ``L``.
+        device: ``"cpu"`` or ``"cuda"``.
+        warmup: Untimed runs before measuring (compilation happens here).
+        repeats: Timed runs (the median is reported).
+        compile_model: Let the ``fast`` mode use ``torch.compile`` on CUDA.
+        flops: FLOPs of a train step if already counted.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    with _restored_backend_flags():
+        return _benchmark(mode, preset, batch, frames, size, text_length, torch.device(device),
+                          warmup, repeats, compile_model, flops)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _restored_backend_flags():
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        yield
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+        ) = saved
+
+
+def _benchmark(mode, preset, batch, frames, size, text_length, device, warmup, repeats,
+               compile_model, flops) -> BenchmarkResult:  # fmt: skip
+    model, runner, optimizer, dtype, scaler, compiled = _configure(
+        mode, preset, device, compile_model
+    )
+    video, ids, mask, masks = _inputs(model, batch, frames, size, text_length, device)
+    if mode == "fast":
+        video = video.contiguous(memory_format=torch.channels_last_3d)
+    criterion = RVOSLoss()
+    if flops is None:
+        flops = count_train_step_flops(model, video, ids, mask, masks)
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=dtype))
+        if dtype is not None
+        else contextlib.nullcontext
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    timer = _Timer(device, warmup, repeats)
+    model.train()
+    state: dict[str, torch.Tensor] = {}
+
+    def forward() -> None:
+        with autocast():
+            state["loss"] = criterion(runner(video, ids, mask), masks)
+
+    def backward() -> None:
+        loss = state["loss"]
+        (scaler.scale(loss) if scaler else loss).backward()
+
+    def forward_backward() -> None:
+        forward()
+        backward()
+        optimizer.zero_grad(set_to_none=True)
+
+    def train_step() -> None:
+        forward()
+        backward()
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    train_ms = timer(train_step)
+    forward_ms = timer(forward)
+    forward_backward_ms = timer(forward_backward)
+    backward_ms = max(forward_backward_ms - forward_ms, 0.0)
+    state.clear()
+    model.eval()
+
+    def infer() -> None:
+        with torch.inference_mode(), autocast():
+            runner(video, ids, mask)
+
+    infer_ms = timer(infer)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return BenchmarkResult(
+        mode=mode,
+        preset=preset,
+        batch=batch,
+        frames=frames,
+        size=size,
+        text_length=text_length,
+        forward_ms=forward_ms,
+        backward_ms=backward_ms,
+        train_step_ms=train_ms,
+        infer_ms=infer_ms,
+        peak_mem_mb=peak,
+        flops_per_step=flops,
+        tflops=flops / (train_ms / 1000) / 1e12,
+        clips_per_s=batch / (train_ms / 1000),
+        frames_per_s=batch * frames / (train_ms / 1000),
+        infer_frames_per_s=batch * frames / (infer_ms / 1000),
+        device=f"{device.type}: {name}",
+        torch_version=torch.__version__,
+        compiled=compiled,
+    )
+
+
+def run_benchmarks(modes: tuple[str, ...] = MODES, **kwargs: Any) -> list[BenchmarkResult]:
+    """Benchmark several modes on the same inputs (FLOPs counted once)."""
+    results: list[BenchmarkResult] = []
+    flops = None
+    for mode in modes:
+        result = benchmark_mode(mode, flops=flops, **kwargs)
+        flops = result.flops_per_step
+        results.append(result)
+    return results
