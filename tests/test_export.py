@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -75,7 +77,9 @@ def test_check_onnx_reports_a_mismatch(small_model, onnx_file):
 def test_torchscript_round_trip(small_model, tmp_path):
     inputs = example_inputs(small_model)
     path = export_torchscript(small_model, tmp_path / "model.pt", inputs=inputs)
-    loaded = torch.jit.load(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream
+        loaded = torch.jit.load(str(path))
     with torch.no_grad():
         assert torch.allclose(loaded(*inputs), small_model(*inputs), atol=1e-5)
 
