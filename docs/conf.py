@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from rvoslib.version import __version__  # noqa: E402
+from rvoslib.version import __version__
 
 project = "rvoslib"
 author = "rvoslib developers"

@@ -9,7 +9,10 @@ Example:
     torch.Size([1, 4, 1, 64, 64])
 """
 
+from rvoslib.data import RefDAVISDataset, RefYouTubeVOSDataset, RVOSCollator, SyntheticRVOSDataset
+from rvoslib.inference import VideoPredictor
 from rvoslib.losses import LossTerms, RVOSLoss, bce_loss, dice_loss, sigmoid_focal_loss
+from rvoslib.metrics import RVOSEvaluator
 from rvoslib.models import (
     CrossModalFusion,
     HashTokenizer,
@@ -29,6 +32,7 @@ from rvoslib.models import (
     list_presets,
     register_preset,
 )
+from rvoslib.training import Trainer, TrainerConfig
 from rvoslib.version import __version__
 
 __all__ = [
@@ -37,14 +41,22 @@ __all__ = [
     "LossTerms",
     "MultiHeadCrossAttention",
     "MultiScaleSegmentationHead",
+    "RVOSCollator",
     "RVOSConfig",
+    "RVOSEvaluator",
     "RVOSLoss",
     "RVOSModel",
+    "RefDAVISDataset",
+    "RefYouTubeVOSDataset",
     "SegmentationHead",
+    "SyntheticRVOSDataset",
     "TemporalModule",
     "TextEncoder",
     "TextFeatures",
     "TinyConvNet",
+    "Trainer",
+    "TrainerConfig",
+    "VideoPredictor",
     "VisualBackbone",
     "__version__",
     "bce_loss",

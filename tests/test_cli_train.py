@@ -64,8 +64,8 @@ def test_eval_on_synthetic(trained, tmp_path, capsys) -> None:
 
 def test_eval_on_davis_mini(trained, davis_mini, tmp_path, capsys) -> None:
     code = main(
-        ["eval", "--checkpoint", str(trained / "best"), "--data", "davis", "--root", str(davis_mini),
-         "--size", "64", "--device", "cpu"]
+        ["eval", "--checkpoint", str(trained / "best"), "--data", "davis",
+         "--root", str(davis_mini), "--size", "64", "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]

@@ -237,3 +237,17 @@ def test_composition_by_injection() -> None:
     )
     tokens = model.tokenize(["the left one"])
     assert model(torch.randn(1, 2, 3, 64, 96), tokens["input_ids"]).shape == (1, 2, 1, 64, 96)
+
+
+def test_saved_files_have_normal_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    create_model("tiny").save_pretrained(tmp_path / "m")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "m").st_mode) == 0o777 & ~umask
+    from rvoslib._io import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~umask
