@@ -262,3 +262,31 @@ def test_fusion_positions_make_output_position_dependent() -> None:
     assert not torch.allclose(out[..., 0, 0], out[..., 0, 3])
     with pytest.raises(ValueError, match="divisible by 4, got 18"):
         CrossModalFusion(8, 32, hidden_dim=18, num_heads=2, positions=True)
+
+
+def test_multiscale_head_image_branch() -> None:
+    head = MultiScaleSegmentationHead(8, [6], hidden_channels=4, image_channels=5)
+    assert head.uses_images and not SegmentationHead.uses_images
+    skips = [torch.randn(2, 6, 25, 33)]
+    images = torch.randn(2, 3, 97, 131)
+    logits = head(torch.randn(2, 8, 13, 17), skips, (97, 131), images=images)
+    assert logits.shape == (2, 1, 97, 131)
+    logits.sum().backward()
+    assert head.image_branch[0].weight.grad is not None
+    with pytest.raises(ValueError, match=r"images must be \(2, 3, H, W\)"):
+        head(torch.randn(2, 8, 13, 17), skips, (97, 131), images=torch.randn(2, 1, 97, 131))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (97, 131)])
+def test_pixel_shuffle_upsampling(size) -> None:
+    head = MultiScaleSegmentationHead(
+        8, [6], hidden_channels=4, upsample="pixel_shuffle", upsample_factor=4
+    )
+    skip = torch.randn(1, 6, -(-size[0] // 4), -(-size[1] // 4))
+    logits = head(torch.randn(1, 8, 3, 3), [skip], size)
+    assert logits.shape == (1, 1, *size)
+    assert head.classifier.out_channels == 16
+    with pytest.raises(
+        ValueError, match="upsample must be 'bilinear' or 'pixel_shuffle', got 'nearest'"
+    ):
+        MultiScaleSegmentationHead(8, [6], upsample="nearest")

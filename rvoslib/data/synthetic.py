@@ -201,7 +201,7 @@ class SyntheticRVOSDataset(Dataset):
         *,
         expressions_per_video: int = 1,
         object_size: tuple[float, float] = (0.2, 0.36),
-        speed: tuple[float, float] = (0.015, 0.04),
+        speed: tuple[float, float] = (0.03, 0.06),
         texture_strength: float = 0.25,
         noise: float = 0.02,
         colors: Sequence[str] = ("red", "green", "blue", "yellow"),

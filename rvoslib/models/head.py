@@ -39,6 +39,7 @@ class SegmentationHead(nn.Module):
     """
 
     uses_skips = False
+    uses_images = False
 
     def __init__(self, in_channels: int, hidden_channels: int = 256, dropout: float = 0.3) -> None:
         super().__init__()
@@ -53,6 +54,7 @@ class SegmentationHead(nn.Module):
         skips: Sequence[torch.Tensor] = (),
         output_size: tuple[int, int] | None = None,
         text: torch.Tensor | None = None,
+        images: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict mask logits.
 
@@ -61,6 +63,7 @@ class SegmentationHead(nn.Module):
             skips: Unused (for interface compatibility with the multi-scale head).
             output_size: ``(H, W)`` of the logits; defaults to the feature size.
             text: Unused.
+            images: Unused.
 
         Returns:
             ``(N, 1, H, W)`` logits.
@@ -88,6 +91,13 @@ class MultiScaleSegmentationHead(nn.Module):
         hidden_channels: Width of the pyramid.
         dropout: Dropout before the classifier.
         text_dim: Width of the sentence feature for FiLM modulation, or ``None``.
+        upsample: ``"bilinear"`` upsamples one logit map from the finest level;
+            ``"pixel_shuffle"`` predicts ``upsample_factor**2`` sub-pixel logits per cell and
+            rearranges them to full resolution (learned, sharper boundaries, nearly free).
+        upsample_factor: Stride of the finest level (for ``"pixel_shuffle"``).
+        image_channels: When > 0, a light full-resolution branch (``3x3 conv`` on the input
+            frames) is merged with the upsampled pyramid before the classifier, which sharpens
+            mask boundaries; ``forward`` then needs ``images``.
 
     Example:
         >>> head = MultiScaleSegmentationHead(16, [12, 8], hidden_channels=8)
@@ -105,9 +115,19 @@ class MultiScaleSegmentationHead(nn.Module):
         hidden_channels: int = 128,
         dropout: float = 0.1,
         text_dim: int | None = None,
+        image_channels: int = 0,
+        upsample: str = "bilinear",
+        upsample_factor: int = 4,
     ) -> None:
         super().__init__()
+        if upsample not in ("bilinear", "pixel_shuffle"):
+            raise ValueError(f"upsample must be 'bilinear' or 'pixel_shuffle', got {upsample!r}")
+        if upsample == "pixel_shuffle" and image_channels > 0:
+            raise ValueError("upsample='pixel_shuffle' and image_channels > 0 cannot be combined")
+        self.upsample = upsample
+        self.upsample_factor = upsample_factor if upsample == "pixel_shuffle" else 1
         self.in_channels = in_channels
+        self.image_channels = image_channels
         self.skip_channels = list(skip_channels)
         self.top = _conv_bn_gelu(in_channels, hidden_channels, 1)
         self.laterals = nn.ModuleList(
@@ -121,8 +141,17 @@ class MultiScaleSegmentationHead(nn.Module):
             self.film = nn.ModuleList(
                 nn.Linear(text_dim, 2 * hidden_channels) for _ in self.skip_channels
             )
+        self.image_branch = None
+        if image_channels > 0:
+            self.image_branch = _conv_bn_gelu(3, image_channels)
+            self.image_merge = _conv_bn_gelu(hidden_channels + image_channels, hidden_channels)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(hidden_channels, 1, kernel_size=1)
+        self.classifier = nn.Conv2d(hidden_channels, self.upsample_factor**2, kernel_size=1)
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether ``forward`` needs the input frames."""
+        return self.image_branch is not None
 
     def forward(
         self,
@@ -130,6 +159,7 @@ class MultiScaleSegmentationHead(nn.Module):
         skips: Sequence[torch.Tensor] = (),
         output_size: tuple[int, int] | None = None,
         text: torch.Tensor | None = None,
+        images: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict mask logits.
 
@@ -138,6 +168,7 @@ class MultiScaleSegmentationHead(nn.Module):
             skips: Finer backbone levels, coarse to fine, ``(N, C_i, h_i, w_i)``.
             output_size: ``(H, W)`` of the logits; defaults to the finest level's size.
             text: ``(N, text_dim)`` sentence features (required when ``text_dim`` was set).
+            images: ``(N, 3, H, W)`` input frames (required when ``image_channels > 0``).
 
         Returns:
             ``(N, 1, H, W)`` logits.
@@ -153,6 +184,8 @@ class MultiScaleSegmentationHead(nn.Module):
                 check_tensor(skip, f"skips[{i}]", (fused.shape[0], channels, "h", "w"))
             if self.film is not None and text is None:
                 raise ValueError("text (N, text_dim) is required: the head was built with text_dim")
+            if self.image_branch is not None:
+                check_tensor(images, "images", (fused.shape[0], 3, "H", "W"), floating=True)
         hidden = self.top(fused)
         for i, skip in enumerate(skips):
             lateral = self.laterals[i](skip)
@@ -163,7 +196,17 @@ class MultiScaleSegmentationHead(nn.Module):
                 hidden, size=skip.shape[-2:], mode="bilinear", align_corners=False
             )
             hidden = self.smooth[i](hidden + lateral)
+        if self.image_branch is not None:
+            hidden = F.interpolate(
+                hidden, size=images.shape[-2:], mode="bilinear", align_corners=False
+            )
+            hidden = self.image_merge(torch.cat([hidden, self.image_branch(images)], dim=1))
         logits = self.classifier(self.dropout(hidden))
+        if self.upsample_factor > 1:
+            logits = F.pixel_shuffle(logits, self.upsample_factor)
+            height, width = output_size if output_size is not None else logits.shape[-2:]
+            if logits.shape[-2] >= height and logits.shape[-1] >= width:
+                return logits[..., :height, :width]  # strided convs align cells top-left
         if output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
             logits = F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
         return logits

@@ -56,6 +56,9 @@ class RVOSConfig:
         head_hidden: Width of the head.
         head_dropout: Dropout before the classifier.
         head_text_film: Let the sentence modulate the multi-scale head's laterals.
+        head_upsample: ``"bilinear"`` or ``"pixel_shuffle"`` (multi-scale head).
+        head_image_channels: Width of the multi-scale head's full-resolution image branch
+            (0 disables it).
     """
 
     backbone: str = "resnet50"
@@ -78,6 +81,8 @@ class RVOSConfig:
     head_hidden: int = 256
     head_dropout: float = 0.3
     head_text_film: bool = False
+    head_upsample: str = "bilinear"
+    head_image_channels: int = 0
 
     def __post_init__(self) -> None:
         self.out_strides = tuple(int(s) for s in self.out_strides)
@@ -209,6 +214,9 @@ class RVOSModel(nn.Module):
                 hidden_channels=config.head_hidden,
                 dropout=config.head_dropout,
                 text_dim=config.hidden_dim if config.head_text_film else None,
+                image_channels=config.head_image_channels,
+                upsample=config.head_upsample,
+                upsample_factor=backbone.strides[0],
             )
         return cls(
             backbone=backbone,
@@ -273,7 +281,8 @@ class RVOSModel(nn.Module):
             fused = self.temporal(fused)
         skips = features[-2::-1] if getattr(self.head, "uses_skips", False) else ()
         sentence = text.sentence.repeat_interleave(num_frames, dim=0)
-        logits = self.head(fused.flatten(0, 1), skips, (height, width), sentence)
+        images = frames.flatten(0, 1) if getattr(self.head, "uses_images", False) else None
+        logits = self.head(fused.flatten(0, 1), skips, (height, width), sentence, images)
         return logits.unflatten(0, (batch, num_frames))
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
