@@ -46,7 +46,8 @@ def test_expressions_are_unique_and_masks_exact() -> None:
         scene = dataset.scene(video)
         assert 2 <= len(scene.objects) <= 4
         for obj in scene.objects:
-            assert 0.2 * 32 - 1e-6 <= obj.radius <= 0.36 * 32 + 1e-6
+            low, high = dataset.object_size
+            assert low * 32 - 1e-6 <= obj.radius <= high * 32 + 1e-6
             assert np.all((obj.centers >= obj.radius - 1e-6) & (obj.centers <= 64 - obj.radius))
         for expression in scene.expressions:
             assert referents(expression.attributes, scene.objects, margin) == [expression.obj_id]

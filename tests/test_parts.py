@@ -290,3 +290,32 @@ def test_pixel_shuffle_upsampling(size) -> None:
         ValueError, match="upsample must be 'bilinear' or 'pixel_shuffle', got 'nearest'"
     ):
         MultiScaleSegmentationHead(8, [6], upsample="nearest")
+
+
+def test_fusion_gating_depends_on_the_sentence() -> None:
+    fusion = CrossModalFusion(8, 32, hidden_dim=16, num_heads=2, mode="tokens", gating=True).eval()
+    visual, text = torch.randn(2, 1, 8, 3, 3), _features()
+    other = text._replace(sentence=text.sentence + 1.0)  # same tokens, other sentence feature
+    with torch.no_grad():
+        assert not torch.allclose(fusion(visual, text), fusion(visual, other))
+    assert fusion.gate.in_features == 32 and fusion.gate.out_features == 16
+
+
+def test_top_down_neck() -> None:
+    from rvoslib.models.head import TopDownNeck
+
+    neck = TopDownNeck(8, 16, 12)
+    out = neck(torch.randn(2, 8, 13, 17), torch.randn(2, 16, 7, 9))
+    assert out.shape == (2, 12, 13, 17)
+    with pytest.raises(ValueError, match=r"coarse must be \(2, 16, h, w\), got \(2, 15, 7, 9\)"):
+        neck(torch.randn(2, 8, 13, 17), torch.randn(2, 15, 7, 9))
+
+
+def test_model_with_neck_fuses_at_the_finer_stride() -> None:
+    from rvoslib import create_model
+
+    model = create_model("tiny", neck=True)
+    assert model.fusion.visual_dim == model.config.hidden_dim
+    assert model.head.skip_channels == [model.backbone.out_channels[0]]
+    with pytest.raises(ValueError, match="neck=True needs at least 2 out_strides"):
+        create_model("tiny", neck=True, out_strides=(16,))

@@ -291,3 +291,14 @@ def test_ddp_two_gloo_processes(tmp_path) -> None:
     for a, b in zip(rank0["history"], rank1["history"]):  # metrics reduced over ranks
         assert a["JF"] == b["JF"] and a["train_loss"] == b["train_loss"]
     assert load_training_state(tmp_path / "last")["world_size"] == 2
+
+
+def test_max_time_stops_early_but_still_validates() -> None:
+    trainer = Trainer(
+        small_model(),
+        small_data(videos=8),
+        small_data(videos=2, seed=4),
+        config(epochs=50, max_time=0.0),
+    )
+    history = trainer.fit()
+    assert len(history) == 1 and history[0]["steps"] == 1 and "JF" in history[0]

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-split", default="val", help="split to validate on (davis)")
     data.add_argument("--num-frames", type=int, default=4, help="frames per training clip")
     data.add_argument("--size", type=int, default=64, help="training image size (short side)")
-    data.add_argument("--train-videos", type=int, default=1536, help="synthetic training videos")
+    data.add_argument("--train-videos", type=int, default=4096, help="synthetic training videos")
     data.add_argument("--val-videos", type=int, default=96, help="synthetic held-out videos")
     data.add_argument(
         "--val-frames", type=int, default=8, help="frames of held-out synthetic videos"
@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=6)
     optim.add_argument(
+        "--max-minutes",
+        type=float,
+        default=9.0,
+        help="safety limit: end training after this many minutes (then validate and save)",
+    )
+    optim.add_argument(
         "--max-steps", type=int, default=None, help="stop after this many optimizer steps"
     )
     optim.add_argument("--batch-size", type=int, default=16)
@@ -73,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accumulation", type=int, default=1, help="micro-batches per optimizer step"
     )
     optim.add_argument("--clip-grad-norm", type=float, default=1.0)
-    optim.add_argument("--t0", type=int, default=10, help="epochs of the first cosine cycle")
+    optim.add_argument("--t0", type=int, default=6, help="epochs of the first cosine cycle")
     optim.add_argument("--patience", type=int, default=None, help="early-stopping patience")
     optim.add_argument("--seed", type=int, default=0)
     run_group = parser.add_argument_group("run")
@@ -204,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainerConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
+        max_time=args.max_minutes * 60 if args.max_minutes else None,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         lr=args.lr,

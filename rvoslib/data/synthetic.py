@@ -200,7 +200,7 @@ class SyntheticRVOSDataset(Dataset):
         seed: int = 0,
         *,
         expressions_per_video: int = 1,
-        object_size: tuple[float, float] = (0.2, 0.36),
+        object_size: tuple[float, float] = (0.25, 0.4),
         speed: tuple[float, float] = (0.03, 0.06),
         texture_strength: float = 0.25,
         noise: float = 0.02,

@@ -2,7 +2,7 @@
 
 from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm
 from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention, sine_positions
-from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead
+from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead, TopDownNeck
 from rvoslib.models.presets import create_model, get_preset_config, list_presets, register_preset
 from rvoslib.models.rvos import RVOSConfig, RVOSModel
 from rvoslib.models.temporal import TemporalModule
@@ -20,6 +20,7 @@ __all__ = [
     "TextEncoder",
     "TextFeatures",
     "TinyConvNet",
+    "TopDownNeck",
     "VisualBackbone",
     "create_model",
     "freeze_batchnorm",

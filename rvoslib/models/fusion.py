@@ -117,6 +117,9 @@ class CrossModalFusion(nn.Module):
         mode: ``"sentence"`` attends to the pooled sentence feature (the reference design);
             ``"tokens"`` attends to the token features, ignoring padding.
         attention: ``"sdpa"`` or ``"torch_mha"`` (see :class:`MultiHeadCrossAttention`).
+        gating: Multiply the output channel-wise by ``1 + Linear(sentence)``, a multiplicative
+            match between every position and the whole expression (attention alone mixes
+            token values and cannot say how well a position matches).
         positions: Add a fixed 2D sine encoding of (y, x) to the projected visual features, so
             that attention and the layers after it can use absolute position ("on the left").
 
@@ -137,6 +140,7 @@ class CrossModalFusion(nn.Module):
         mode: str = "sentence",
         attention: str = "sdpa",
         positions: bool = False,
+        gating: bool = False,
     ) -> None:
         super().__init__()
         if positions and hidden_dim % 4:
@@ -157,6 +161,7 @@ class CrossModalFusion(nn.Module):
         self.attention = MultiHeadCrossAttention(hidden_dim, num_heads, dropout, attention)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_dim)
+        self.gate = nn.Linear(text_dim, hidden_dim) if gating else None
 
     def forward(self, visual: torch.Tensor, text: TextFeatures) -> torch.Tensor:
         """Fuse.
@@ -185,5 +190,7 @@ class CrossModalFusion(nn.Module):
         else:
             keys, key_mask = self.text_proj(text.tokens), text.mask.bool()
         fused = self.norm(queries + self.dropout(self.attention(queries, keys, key_mask)))
+        if self.gate is not None:
+            fused = fused * (1 + self.gate(text.sentence))[:, None, :]
         fused = fused.view(batch, frames, height, width, self.hidden_dim)
         return fused.permute(0, 1, 4, 2, 3)

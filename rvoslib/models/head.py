@@ -10,7 +10,7 @@ from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
 
-__all__ = ["MultiScaleSegmentationHead", "SegmentationHead"]
+__all__ = ["MultiScaleSegmentationHead", "SegmentationHead", "TopDownNeck"]
 
 
 def _conv_bn_gelu(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequential:
@@ -19,6 +19,48 @@ def _conv_bn_gelu(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequentia
         nn.BatchNorm2d(out_ch),
         nn.GELU(),
     )
+
+
+class TopDownNeck(nn.Module):
+    """Merge the coarsest level into the next finer one (one FPN top-down step).
+
+    Fusing text at the merged level keeps the coarse level's large receptive field (shape) at
+    twice the resolution, so that neighbouring objects fall into different cells.
+
+    Args:
+        fine_channels: Channels of the finer level (e.g. stride 8).
+        coarse_channels: Channels of the coarsest level (e.g. stride 16).
+        out_channels: Channels of the merged map.
+
+    Example:
+        >>> neck = TopDownNeck(8, 16, 12)
+        >>> neck(torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4)).shape
+        torch.Size([2, 12, 8, 8])
+    """
+
+    def __init__(self, fine_channels: int, coarse_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.fine_channels, self.coarse_channels = fine_channels, coarse_channels
+        self.out_channels = out_channels
+        self.fine = nn.Conv2d(fine_channels, out_channels, kernel_size=1)
+        self.coarse = nn.Conv2d(coarse_channels, out_channels, kernel_size=1)
+        self.smooth = _conv_bn_gelu(out_channels, out_channels)
+
+    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """``fine (N, C_f, h, w)``, ``coarse (N, C_c, h', w')`` -> ``(N, out_channels, h, w)``."""
+        if not is_compiling():
+            check_tensor(fine, "fine", ("N", self.fine_channels, "h", "w"), floating=True)
+            check_tensor(coarse, "coarse", (fine.shape[0], self.coarse_channels, "h", "w"))
+        upsampled = F.interpolate(
+            self.coarse(coarse), size=fine.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return self.smooth(self.fine(fine) + upsampled)
+
+
+def _film(features: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
+    """``features * (1 + scale) + shift`` with ``(N, 2C)`` parameters split per channel."""
+    scale, shift = parameters[..., None, None].chunk(2, dim=1)
+    return features * (1 + scale) + shift
 
 
 class SegmentationHead(nn.Module):
@@ -81,8 +123,9 @@ class MultiScaleSegmentationHead(nn.Module):
 
     Starting from the fused (coarse) map, each step upsamples, adds a 1x1 lateral projection of
     the next finer backbone level (e.g. strides 16, 8, 4) and smooths with a 3x3 conv. When
-    ``text_dim`` is set, the sentence feature modulates every lateral (FiLM: per-channel scale
-    and shift), so the fine levels also know which object is referred to. Logits are predicted
+    ``text_dim`` is set, the sentence feature modulates the top map and every lateral (FiLM:
+    per-channel scale and shift), so that features computed after the fusion (motion from the
+    temporal module) and the fine levels are matched against the expression. Logits are predicted
     at the finest level and upsampled to ``output_size``.
 
     Args:
@@ -137,9 +180,9 @@ class MultiScaleSegmentationHead(nn.Module):
             _conv_bn_gelu(hidden_channels, hidden_channels) for _ in self.skip_channels
         )
         self.film = None
-        if text_dim is not None:
+        if text_dim is not None:  # one FiLM for the top (fused) map, one per lateral
             self.film = nn.ModuleList(
-                nn.Linear(text_dim, 2 * hidden_channels) for _ in self.skip_channels
+                nn.Linear(text_dim, 2 * hidden_channels) for _ in range(len(self.skip_channels) + 1)
             )
         self.image_branch = None
         if image_channels > 0:
@@ -187,11 +230,12 @@ class MultiScaleSegmentationHead(nn.Module):
             if self.image_branch is not None:
                 check_tensor(images, "images", (fused.shape[0], 3, "H", "W"), floating=True)
         hidden = self.top(fused)
+        if self.film is not None:
+            hidden = _film(hidden, self.film[0](text))
         for i, skip in enumerate(skips):
             lateral = self.laterals[i](skip)
             if self.film is not None:
-                scale, shift = self.film[i](text).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-                lateral = lateral * (1 + scale) + shift
+                lateral = _film(lateral, self.film[i + 1](text))
             hidden = F.interpolate(
                 hidden, size=skip.shape[-2:], mode="bilinear", align_corners=False
             )

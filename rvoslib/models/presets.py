@@ -26,7 +26,7 @@ def _tiny() -> RVOSConfig:
     return RVOSConfig(
         backbone="tinycnn",
         out_strides=(4, 8, 16),
-        backbone_kwargs={"channels": [24, 48, 96, 128], "refine_last": False},
+        backbone_kwargs={"channels": [32, 64, 128, 128], "refine_last": False},
         text_model="tiny",
         text_config=dict(TINY_TEXT_CONFIG),
         tokenizer="hash",

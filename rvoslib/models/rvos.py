@@ -16,7 +16,7 @@ from rvoslib._checks import check_tensor, format_shape, is_compiling
 from rvoslib._io import atomic_directory
 from rvoslib.models.backbone import VisualBackbone
 from rvoslib.models.fusion import CrossModalFusion
-from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead
+from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead, TopDownNeck
 from rvoslib.models.temporal import TemporalModule
 from rvoslib.models.text import TextEncoder, TextFeatures
 
@@ -51,12 +51,15 @@ class RVOSConfig:
         fusion_mode: ``"sentence"`` or ``"tokens"``.
         attention: ``"sdpa"`` or ``"torch_mha"``.
         fusion_positions: Add a 2D sine position encoding in the fusion.
+        fusion_gating: Gate the fused features channel-wise by the sentence.
         temporal: Use the 3D-convolution temporal module.
         head: ``"simple"`` (the reference x32 head) or ``"multiscale"`` (FPN-style).
         head_hidden: Width of the head.
         head_dropout: Dropout before the classifier.
         head_text_film: Let the sentence modulate the multi-scale head's laterals.
         head_upsample: ``"bilinear"`` or ``"pixel_shuffle"`` (multi-scale head).
+        neck: Merge the two coarsest backbone levels (:class:`TopDownNeck`) and fuse at the
+            finer one's stride.
         head_image_channels: Width of the multi-scale head's full-resolution image branch
             (0 disables it).
     """
@@ -76,12 +79,14 @@ class RVOSConfig:
     fusion_mode: str = "sentence"
     attention: str = "sdpa"
     fusion_positions: bool = False
+    fusion_gating: bool = False
     temporal: bool = True
     head: str = "simple"
     head_hidden: int = 256
     head_dropout: float = 0.3
     head_text_film: bool = False
     head_upsample: str = "bilinear"
+    neck: bool = False
     head_image_channels: int = 0
 
     def __post_init__(self) -> None:
@@ -127,6 +132,8 @@ class RVOSModel(nn.Module):
         fusion: A :class:`CrossModalFusion` whose ``visual_dim`` is the last level's channels.
         temporal: A :class:`TemporalModule`, or ``None`` to skip temporal mixing.
         head: A :class:`SegmentationHead` or :class:`MultiScaleSegmentationHead`.
+        neck: An optional :class:`~rvoslib.models.head.TopDownNeck` that merges the two
+            coarsest backbone levels; the fusion then works at the finer one's stride.
         config: The :class:`RVOSConfig` it was built from (needed by ``save_pretrained``).
 
     Example:
@@ -146,10 +153,11 @@ class RVOSModel(nn.Module):
         fusion: CrossModalFusion,
         temporal: nn.Module | None,
         head: nn.Module,
+        neck: nn.Module | None = None,
         config: RVOSConfig | None = None,
     ) -> None:
         super().__init__()
-        top_channels = backbone.out_channels[-1]
+        top_channels = neck.out_channels if neck is not None else backbone.out_channels[-1]
         if fusion.visual_dim != top_channels:
             raise ValueError(
                 f"fusion.visual_dim ({fusion.visual_dim}) must equal the backbone's last "
@@ -165,6 +173,7 @@ class RVOSModel(nn.Module):
         self.fusion = fusion
         self.temporal = temporal
         self.head = head
+        self.neck = neck
         self.config = config
 
     @classmethod
@@ -192,8 +201,17 @@ class RVOSModel(nn.Module):
             tokenizer=config.tokenizer,
             max_length=config.max_text_length,
         )
+        levels = list(backbone.out_channels)
+        neck = None
+        if config.neck:
+            if len(levels) < 2:
+                raise ValueError(
+                    f"neck=True needs at least 2 out_strides, got {config.out_strides}"
+                )
+            neck = TopDownNeck(levels[-2], levels[-1], config.hidden_dim)
+            levels = [*levels[:-2], neck.out_channels]
         fusion = CrossModalFusion(
-            backbone.out_channels[-1],
+            levels[-1],
             text_encoder.out_dim,
             hidden_dim=config.hidden_dim,
             num_heads=config.num_heads,
@@ -201,6 +219,7 @@ class RVOSModel(nn.Module):
             mode=config.fusion_mode,
             attention=config.attention,
             positions=config.fusion_positions,
+            gating=config.fusion_gating,
         )
         temporal = TemporalModule(config.hidden_dim) if config.temporal else None
         if config.head == "simple":
@@ -210,7 +229,7 @@ class RVOSModel(nn.Module):
         else:
             head = MultiScaleSegmentationHead(
                 config.hidden_dim,
-                skip_channels=backbone.out_channels[-2::-1],
+                skip_channels=levels[-2::-1],
                 hidden_channels=config.head_hidden,
                 dropout=config.head_dropout,
                 text_dim=config.hidden_dim if config.head_text_film else None,
@@ -224,6 +243,7 @@ class RVOSModel(nn.Module):
             fusion=fusion,
             temporal=temporal,
             head=head,
+            neck=neck,
             config=config,
         )
 
@@ -276,6 +296,8 @@ class RVOSModel(nn.Module):
                 )
         batch, num_frames, _, height, width = frames.shape
         features = self.backbone(frames.flatten(0, 1))
+        if self.neck is not None:
+            features = [*features[:-2], self.neck(features[-2], features[-1])]
         fused = self.fusion(features[-1].unflatten(0, (batch, num_frames)), text)
         if self.temporal is not None:
             fused = self.temporal(fused)

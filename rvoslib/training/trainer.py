@@ -50,6 +50,7 @@ HISTORY_FILE = "history.jsonl"
 RESUMABLE_CHANGES = {
     "epochs",
     "max_steps",
+    "max_time",
     "output_dir",
     "progress",
     "num_workers",
@@ -70,6 +71,9 @@ class TrainerConfig:
     Attributes:
         epochs: Number of epochs.
         max_steps: Stop after this many optimizer steps (``None``: no limit).
+        max_time: Stop training after this many seconds of :meth:`Trainer.fit` (the current
+            epoch ends early, then validates and saves as usual); ``None``: no limit. A safety
+            net for time budgets: a run cut short is not bit-for-bit reproducible.
         batch_size: Clips per micro-batch (per process).
         num_workers: DataLoader worker processes.
         lr: Base learning rate of AdamW.
@@ -103,6 +107,7 @@ class TrainerConfig:
 
     epochs: int = 30
     max_steps: int | None = None
+    max_time: float | None = None
     batch_size: int = 2
     num_workers: int = 0
     lr: float = 5e-4
@@ -204,7 +209,7 @@ class Trainer:
         ...     epochs=1, batch_size=2, accumulation_steps=1, progress=False))
         >>> history = trainer.fit()
         >>> sorted(history[0])[:3]
-        ['epoch', 'epoch_time', 'grad_norm']
+        ['clips_per_s', 'epoch', 'epoch_time']
     """
 
     def __init__(
@@ -345,7 +350,9 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- loop
     def fit(self) -> list[dict[str, Any]]:
-        """Train until ``epochs`` (or ``max_steps``, or early stopping); returns the history."""
+        """Train until ``epochs`` (or ``max_steps``, ``max_time``, early stopping); returns the
+        history."""
+        self._fit_started = time.perf_counter()
         for callback in self.callbacks:
             callback.on_train_start(self)
         while self.epoch < self.config.epochs and not self._steps_exhausted():
@@ -366,7 +373,7 @@ class Trainer:
             self._save(improved=self.best_epoch == epoch)
             for callback in self.callbacks:
                 callback.on_epoch_end(self, epoch, record)
-            if self.should_stop:
+            if self.should_stop or self._time_exhausted():
                 break
         for callback in self.callbacks:
             callback.on_train_end(self)
@@ -374,6 +381,17 @@ class Trainer:
 
     def _steps_exhausted(self) -> bool:
         return self.config.max_steps is not None and self.step >= self.config.max_steps
+
+    def _time_exhausted(self) -> bool:
+        started = getattr(self, "_fit_started", None)
+        limit = self.config.max_time
+        if limit is None or started is None:
+            return False
+        over = torch.tensor(float(time.perf_counter() - started > limit))
+        if self.context.is_distributed:  # every rank must stop at the same step
+            over = over.to(self.device)
+            torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+        return bool(over.item())
 
     def _reseed(self, epoch: int) -> None:
         seed = self.config.seed * 1_000_003 + epoch * 1009 + self.context.rank
@@ -439,7 +457,7 @@ class Trainer:
                     gnorm=f"{(totals[2] / steps_done).item():.2f}",
                     lr=f"{logs['lr']:.2e}",
                 )
-            if self._steps_exhausted():
+            if self._steps_exhausted() or self._time_exhausted():
                 break
         elapsed = time.perf_counter() - started
         self._average_buffers()
