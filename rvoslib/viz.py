@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from rvoslib._checks import format_shape
 from rvoslib._io import atomic_write_bytes
+from rvoslib._palette import voc_palette
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,16 +45,8 @@ def davis_colors(count: int = 256) -> np.ndarray:
         >>> davis_colors(3).tolist()
         [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
     """
-    colors = np.zeros((count, 3), dtype=np.uint8)
-    for index in range(count):
-        value, red, green, blue = index, 0, 0, 0
-        for bit in range(8):
-            red |= ((value >> 0) & 1) << (7 - bit)
-            green |= ((value >> 1) & 1) << (7 - bit)
-            blue |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        colors[index] = (red, green, blue)
-    return colors
+    palette = voc_palette()
+    return np.resize(palette, (count, 3)) if count > len(palette) else palette[:count].copy()
 
 
 def _colors(colormap: str | Sequence[Sequence[int]] | None, count: int) -> np.ndarray:

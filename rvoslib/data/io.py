@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rvoslib._palette import voc_palette
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ExpressionRecord",
@@ -56,17 +58,7 @@ class ExpressionRecord:
 
 def davis_palette() -> list[int]:
     """The 256-colour palette of DAVIS / YouTube-VOS annotation PNGs (flat RGB list, 768 ints)."""
-    palette = []
-    for index in range(256):
-        red = green = blue = 0
-        value = index
-        for bit in range(8):
-            red |= ((value >> 0) & 1) << (7 - bit)
-            green |= ((value >> 1) & 1) << (7 - bit)
-            blue |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        palette += [red, green, blue]
-    return palette
+    return voc_palette().reshape(-1).tolist()
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

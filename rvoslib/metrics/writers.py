@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from rvoslib._checks import format_shape
+from rvoslib._palette import voc_palette
 from rvoslib.metrics._io import atomic_write_bytes
 from rvoslib.metrics.davis import MaskLike
 
@@ -38,16 +39,7 @@ def davis_palette() -> np.ndarray:
         >>> davis_palette()[:3].tolist()
         [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
     """
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        value, red, green, blue = index, 0, 0, 0
-        for bit in range(8):
-            red |= ((value >> 0) & 1) << (7 - bit)
-            green |= ((value >> 1) & 1) << (7 - bit)
-            blue |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        palette[index] = red, green, blue
-    return palette
+    return voc_palette()
 
 
 def _frames(masks: MaskLike, name: str) -> np.ndarray:

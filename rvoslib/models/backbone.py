@@ -74,7 +74,23 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-class TinyConvNet(nn.Module):
+class _StagedTrunk(nn.Module):
+    """A ``stem`` followed by ``stages``; returns every stage's output."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``images (N, 3, H, W)`` -> one map per stage ``(N, C_i, H / s_i, W / s_i)``."""
+        features = []
+        hidden = self.stem(images)
+        for stage in self.stages:
+            hidden = stage(hidden)
+            features.append(hidden)
+        return features
+
+
+class TinyConvNet(_StagedTrunk):
     """A small four-stage CNN (strides 4, 8, 16, 32) for fast CPU experiments and tests.
 
     Args:
@@ -105,31 +121,14 @@ class TinyConvNet(nn.Module):
         )
         self.channels = list(channels)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """``images (N, 3, H, W)`` -> four maps ``(N, C_i, H / s_i, W / s_i)``, s = 4, 8, 16, 32."""
-        features = []
-        hidden = self.stem(images)
-        for stage in self.stages:
-            hidden = stage(hidden)
-            features.append(hidden)
-        return features
 
-
-class _TorchvisionResNetTrunk(nn.Module):
+class _TorchvisionResNetTrunk(_StagedTrunk):
     """Stem + layer1..layer4 of a torchvision ResNet, returning the four stage outputs."""
 
     def __init__(self, resnet: nn.Module) -> None:
         super().__init__()
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        hidden = self.stem(images)
-        for stage in self.stages:
-            hidden = stage(hidden)
-            features.append(hidden)
-        return features
 
 
 class VisualBackbone(nn.Module):
@@ -278,7 +277,7 @@ class VisualBackbone(nn.Module):
         if freeze_stages <= 0:
             return
         parts: list[nn.Module]
-        if isinstance(self.trunk, (_TorchvisionResNetTrunk, TinyConvNet)):
+        if isinstance(self.trunk, _StagedTrunk):
             parts = [self.trunk.stem, *self.trunk.stages]
         else:
             parts = list(self.trunk.children())
@@ -317,7 +316,7 @@ class VisualBackbone(nn.Module):
 
     @property
     def _uses_all_levels(self) -> bool:
-        return isinstance(self.trunk, (_TorchvisionResNetTrunk, TinyConvNet))
+        return isinstance(self.trunk, _StagedTrunk)
 
 
 def _torchvision_keys_to_trunk(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
