@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvoslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rvoslib.video_io import VideoSource, open_video
 
 if TYPE_CHECKING:
@@ -42,9 +43,6 @@ __all__ = [
     "clip_windows",
     "model_input_size",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def clip_windows(num_frames: int, clip_len: int, overlap: int) -> list[tuple[int, int]]:
