@@ -122,7 +122,7 @@ def apply_yaml_defaults(
     return parser.parse_args(args._argv)
 
 
-def build_datasets(args: argparse.Namespace, tokenizer_hint: Any = None) -> tuple[Any, Any]:
+def build_datasets(args: argparse.Namespace) -> tuple[Any, Any]:
     """The training and held-out datasets the options describe."""
     from rvoslib.data import (
         RefDAVISDataset,
