@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from rvoslib.data.io import write_frame, write_mask
 
@@ -19,6 +21,31 @@ def davis_mini_path() -> Path | None:
     candidate = os.environ.get("RVOSLIB_DAVIS_MINI")
     path = Path(candidate) if candidate else REPO_ROOT.parent / "shared" / "data" / "davis-mini"
     return path if (path / "JPEGImages").is_dir() else None
+
+
+def require_davis_mini() -> Path:
+    """The davis-mini root, or skip the calling test with the reason."""
+    path = davis_mini_path()
+    if path is None:
+        pytest.skip(
+            "davis-mini not found: set RVOSLIB_DAVIS_MINI or place ../shared/data/davis-mini"
+        )
+    return path
+
+
+# Official davis2017-evaluation values for OSVOS on davis-mini (its README): (J, F).
+OFFICIAL_SEMI = {"blackswan": (0.943020011, 0.974096479), "car-shadow": (0.928401595, 0.917407183)}
+OFFICIAL_ALL = {"blackswan": (0.943148497, 0.974590762), "car-shadow": (0.923674832, 0.913106894)}
+
+
+def load_osvos(sequence: str) -> tuple[np.ndarray, np.ndarray]:
+    """(gt, pred) ``(T, H, W)`` bool masks of object 1 of a davis-mini sequence (or skip)."""
+    root = require_davis_mini()
+
+    def read(folder: Path) -> np.ndarray:
+        return np.stack([np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))]) == 1
+
+    return read(root / "Annotations/480p" / sequence), read(root / "predictions/osvos" / sequence)
 
 
 def copy_davis_subset(source: Path, target: Path, video: str, num_frames: int) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _davis_mini import copy_davis_subset, davis_mini_path, toy_video, write_toy_davis
+from _davis_mini import copy_davis_subset, require_davis_mini, toy_video, write_toy_davis
 from PIL import Image
 
 from rvoslib.data import (
@@ -24,12 +24,7 @@ from rvoslib.data import (
 
 @pytest.fixture
 def davis_root() -> Path:
-    path = davis_mini_path()
-    if path is None:
-        pytest.skip(
-            "davis-mini not found: set RVOSLIB_DAVIS_MINI or place ../shared/data/davis-mini"
-        )
-    return path
+    return require_davis_mini()
 
 
 def _annotation(root: Path, video: str, frame_id: str) -> np.ndarray:

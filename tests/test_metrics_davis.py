@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from _davis_mini import OFFICIAL_ALL, OFFICIAL_SEMI, davis_mini_path, load_osvos
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from rvoslib.metrics import (
     boundary_f_measure,
@@ -23,32 +20,7 @@ from rvoslib.metrics import (
 )
 from rvoslib.metrics import reference as ref
 
-# Official davis2017-evaluation values for OSVOS on davis-mini (its README).
-OFFICIAL_SEMI = {"blackswan": (0.943020011, 0.974096479), "car-shadow": (0.928401595, 0.917407183)}
-OFFICIAL_ALL = {"blackswan": (0.943148497, 0.974590762), "car-shadow": (0.923674832, 0.913106894)}
-
-
-def davis_mini_root() -> Path | None:
-    """davis-mini from $RVOSLIB_DAVIS_MINI or <repo root>/../shared/data/davis-mini."""
-    env = os.environ.get("RVOSLIB_DAVIS_MINI")
-    root = (
-        Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared/data/davis-mini"
-    )
-    return root if (root / "Annotations").is_dir() else None
-
-
-def load_davis_mini(sequence: str) -> tuple[np.ndarray, np.ndarray]:
-    """(gt, pred) (T, H, W) bool masks of object 1 for a davis-mini sequence."""
-    root = davis_mini_root()
-    if root is None:
-        pytest.skip("davis-mini not found: set RVOSLIB_DAVIS_MINI or add ../shared/data/davis-mini")
-
-    def read(folder: Path) -> np.ndarray:
-        return np.stack([np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))]) == 1
-
-    gt = read(root / "Annotations/480p" / sequence)
-    pred = read(root / "predictions/osvos" / sequence)
-    return gt, pred
+load_davis_mini = load_osvos
 
 
 @pytest.fixture(scope="module", params=sorted(OFFICIAL_SEMI))
@@ -334,7 +306,7 @@ def test_cpu_and_cuda_agree() -> None:
         on_gpu = metric(pred.cuda(), gt.cuda(), void.cuda())
         assert on_gpu.device.type == "cuda"
         torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=0)
-    if davis_mini_root() is not None:
+    if davis_mini_path() is not None:
         gt_np, pred_np = load_davis_mini("blackswan")
         on_cpu = boundary_f_measure(pred_np, gt_np)
         on_gpu = boundary_f_measure(pred_np, gt_np, device="cuda")

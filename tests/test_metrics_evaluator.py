@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _davis_mini import OFFICIAL_SEMI, load_osvos
 
 from rvoslib.metrics import SUMMARY_KEYS, RVOSEvaluator, evaluate_sequence
 
-# Official davis2017-evaluation values (semi-supervised protocol) for OSVOS on davis-mini.
-OFFICIAL_SEMI = {"blackswan": (0.943020011, 0.974096479), "car-shadow": (0.928401595, 0.917407183)}
-
-
-def load_davis_mini(sequence: str) -> tuple[np.ndarray, np.ndarray]:
-    """(gt, pred) bool masks of object 1 from $RVOSLIB_DAVIS_MINI or ../shared/data/davis-mini."""
-    env = os.environ.get("RVOSLIB_DAVIS_MINI")
-    root = (
-        Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared/data/davis-mini"
-    )
-    if not (root / "Annotations").is_dir():
-        pytest.skip(f"davis-mini not found at {root}: set RVOSLIB_DAVIS_MINI")
-
-    def read(folder: Path) -> np.ndarray:
-        return np.stack([np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))]) == 1
-
-    return read(root / "Annotations/480p" / sequence), read(root / "predictions/osvos" / sequence)
+load_davis_mini = load_osvos
 
 
 def random_sequence(seed: int, frames: int = 6, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
