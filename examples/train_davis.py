@@ -16,14 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 from rvoslib import create_model
-from rvoslib.data import RefDAVISDataset, denormalize, eval_transform, train_transform
+from rvoslib.data import RefDAVISDataset, eval_transform, train_transform
 from rvoslib.training import Trainer, TrainerConfig
-from rvoslib.viz import overlay_masks
 
 
 def offline_bert_tokenizer() -> str | None:
@@ -92,17 +87,7 @@ def main() -> None:
     print(f"{best}; checkpoint in {args.out}/best")
 
     overlays = Path(args.out) / "overlays"
-    overlays.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    for index in range(len(val_data)):
-        batch = trainer.collate_fn([val_data[index]])
-        with torch.no_grad():
-            logits = trainer.predict_logits(model, trainer._to_device(batch))
-        masks = (logits.sigmoid()[0, :, 0] > 0.5).cpu()
-        images = overlay_masks(denormalize(batch["frames"][0]), masks)
-        strip = np.concatenate(list(np.asarray(images)[:: max(1, len(images) // 4)][:4]), axis=1)
-        name = f"{batch['video_id'][0]}_{batch['exp_id'][0]}.png"
-        Image.fromarray(strip).save(overlays / name)
+    trainer.write_overlays(val_data, overlays, len(val_data), frames_per_strip=4)
     print(f"overlays in {overlays}")
 
 

@@ -302,3 +302,29 @@ def test_max_time_stops_early_but_still_validates() -> None:
     )
     history = trainer.fit()
     assert len(history) == 1 and history[0]["steps"] == 1 and "JF" in history[0]
+
+
+def test_predict_in_chunks_equals_one_pass() -> None:
+    from rvoslib.training import predict_in_chunks
+
+    model = small_model().eval()
+    tokens = model.tokenize(["the red circle"])
+    video = torch.randn(1, 5, 3, 32, 32)
+    with torch.no_grad():
+        whole = model(video, tokens["input_ids"], tokens["attention_mask"])
+        chunked = predict_in_chunks(model, video, tokens["input_ids"], tokens["attention_mask"], 5)
+        pieces = predict_in_chunks(model, video, tokens["input_ids"], tokens["attention_mask"], 2)
+    torch.testing.assert_close(chunked, whole)
+    assert pieces.shape == whole.shape and pieces.dtype == torch.float32
+
+
+def test_write_overlays(tmp_path) -> None:
+    from PIL import Image
+
+    trainer = Trainer(small_model(), small_data(videos=2), config=config())
+    paths = trainer.write_overlays(
+        small_data(videos=2, frames=4, seed=3), tmp_path, 5, frames_per_strip=2
+    )
+    assert len(paths) == 2 and all(p.is_file() for p in paths)
+    assert Image.open(paths[0]).size == (2 * 32, 32)
+    assert len((tmp_path / "captions.txt").read_text().splitlines()) == 2

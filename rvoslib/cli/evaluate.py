@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from rvoslib.data import RefDAVISDataset, RVOSCollator, SyntheticRVOSDataset, eval_transform
     from rvoslib.metrics import RVOSEvaluator
     from rvoslib.models import RVOSModel
-    from rvoslib.training import init_distributed
+    from rvoslib.training import init_distributed, predict_in_chunks
 
     model = RVOSModel.from_pretrained(args.checkpoint)
     device = init_distributed(args.device).device
@@ -59,18 +59,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     for index in range(len(dataset)):
         batch = collate([dataset[index]])
-        frames = batch["frames"].to(device)
-        chunk = args.clip_len or frames.shape[1]
         with torch.no_grad():
-            text = model.encode_text(batch["text_ids"].to(device), batch["text_mask"].to(device))
-            logits = torch.cat(
-                [
-                    model.forward_with_text(frames[:, s : s + chunk], text)
-                    for s in range(0, frames.shape[1], chunk)
-                ],
-                dim=1,
+            logits = predict_in_chunks(
+                model,
+                batch["frames"].to(device),
+                batch["text_ids"].to(device),
+                batch["text_mask"].to(device),
+                args.clip_len,
             )
-        predicted = (logits.float().sigmoid()[0, :, 0] > args.threshold).cpu()
+        predicted = (logits.sigmoid()[0, :, 0] > args.threshold).cpu()
         video_id, exp_id = batch["video_id"][0], str(batch["exp_id"][0])
         evaluator.update(
             video_id, exp_id, predicted, batch["masks"][0] > 0.5, valid=batch["valid"][0]

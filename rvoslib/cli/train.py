@@ -259,34 +259,8 @@ def run(args: argparse.Namespace) -> int:
         }
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         if args.overlays > 0:
-            _write_overlays(trainer, val_data, out / "overlays", args.overlays)
+            trainer.write_overlays(val_data, out / "overlays", args.overlays)
         print(json.dumps(metrics))
     if context.is_distributed:
         torch.distributed.destroy_process_group()
     return 0
-
-
-def _write_overlays(trainer: Any, dataset: Any, folder: Path, count: int) -> None:
-    """Draw ``count`` held-out clips: frames with predicted masks, one PNG per clip."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from rvoslib.data import denormalize
-    from rvoslib.viz import overlay_masks
-
-    folder.mkdir(parents=True, exist_ok=True)
-    model = trainer.model.eval()
-    captions = []
-    for index in range(min(count, len(dataset))):
-        batch = trainer._to_device(trainer.collate_fn([dataset[index]]))
-        with torch.no_grad():
-            logits = trainer.predict_logits(model, batch)
-        masks = (logits.sigmoid()[0, :, 0] > trainer.config.threshold).cpu()
-        frames = denormalize(batch["frames"][0].cpu())
-        overlaid = overlay_masks(frames, masks)  # (T, H, W, 3) uint8
-        strip = np.concatenate(list(np.asarray(overlaid)), axis=1)
-        name = f"{batch['video_id'][0]}_{batch['exp_id'][0]}.png"
-        Image.fromarray(strip).save(folder / name)
-        captions.append(f"{name}: {batch['expression'][0]}\n")
-    atomic_write_text(folder / "captions.txt", "".join(captions))

@@ -10,7 +10,13 @@ from rvoslib.training.distributed import (
     init_distributed,
 )
 from rvoslib.training.fast import apply_fast_path, maybe_compile
-from rvoslib.training.trainer import NonFiniteLossError, Trainer, TrainerConfig, batch_iou
+from rvoslib.training.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    TrainerConfig,
+    batch_iou,
+    predict_in_chunks,
+)
 
 __all__ = [
     "Callback",
@@ -27,5 +33,6 @@ __all__ = [
     "init_distributed",
     "load_training_state",
     "maybe_compile",
+    "predict_in_chunks",
     "save_checkpoint",
 ]

@@ -43,7 +43,7 @@ from rvoslib.training.distributed import (
     init_distributed,
 )
 
-__all__ = ["NonFiniteLossError", "Trainer", "TrainerConfig", "batch_iou"]
+__all__ = ["NonFiniteLossError", "Trainer", "TrainerConfig", "batch_iou", "predict_in_chunks"]
 
 HISTORY_FILE = "history.jsonl"
 # Trainer settings that may change between a run and its resumption.
@@ -173,6 +173,34 @@ def batch_iou(
         return iou.mean()
     weight = valid.float()
     return (iou * weight).sum() / weight.sum().clamp_min(1)
+
+
+def predict_in_chunks(
+    model: nn.Module,
+    frames: torch.Tensor,
+    text_ids: torch.Tensor,
+    text_mask: torch.Tensor,
+    clip_len: int | None = None,
+) -> torch.Tensor:
+    """Logits of whole videos computed ``clip_len`` frames at a time (text encoded once).
+
+    Args:
+        model: An :class:`~rvoslib.models.RVOSModel`.
+        frames: ``(B, T, 3, H, W)``.
+        text_ids: ``(B, L)``.
+        text_mask: ``(B, L)``.
+        clip_len: Frames per forward pass (``None``: all ``T`` at once).
+
+    Returns:
+        ``(B, T, 1, H, W)`` float32 logits.
+    """
+    chunk = clip_len or frames.shape[1]
+    text = model.encode_text(text_ids, text_mask)
+    pieces = [
+        model.forward_with_text(frames[:, start : start + chunk], text)
+        for start in range(0, frames.shape[1], chunk)
+    ]
+    return torch.cat(pieces, dim=1).float()
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -543,15 +571,60 @@ class Trainer:
 
     def predict_logits(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Logits ``(B, T, 1, H, W)`` of a batch, in chunks of ``val_clip_len`` frames."""
-        frames = batch["frames"]
-        chunk = self.config.val_clip_len or frames.shape[1]
         with self._autocast():
-            text = model.encode_text(batch["text_ids"], batch["text_mask"])
-            pieces = [
-                model.forward_with_text(frames[:, start : start + chunk], text)
-                for start in range(0, frames.shape[1], chunk)
-            ]
-        return torch.cat(pieces, dim=1).float()
+            return predict_in_chunks(
+                model,
+                batch["frames"],
+                batch["text_ids"],
+                batch["text_mask"],
+                self.config.val_clip_len,
+            )
+
+    @torch.no_grad()
+    def write_overlays(
+        self,
+        dataset: Dataset,
+        folder: str | Path,
+        count: int,
+        frames_per_strip: int | None = None,
+    ) -> list[Path]:
+        """Draw predictions on the first ``count`` items of ``dataset``, one PNG strip each.
+
+        Each ``<video>_<exp_id>.png`` shows the clip's frames side by side with the predicted
+        mask overlaid; ``captions.txt`` lists the expressions.
+
+        Args:
+            dataset: Items as for validation.
+            folder: Output folder (created).
+            count: Number of items to draw.
+            frames_per_strip: Evenly spaced frames per strip (``None``: every frame).
+
+        Returns:
+            The written PNG paths.
+        """
+        from PIL import Image
+
+        from rvoslib.data import denormalize
+        from rvoslib.viz import overlay_masks
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = self.model.eval()
+        captions, paths = [], []
+        for index in range(min(count, len(dataset))):
+            batch = self._to_device(self.collate_fn([dataset[index]]))
+            masks = (
+                self.predict_logits(model, batch).sigmoid()[0, :, 0] > self.config.threshold
+            ).cpu()
+            images = np.asarray(overlay_masks(denormalize(batch["frames"][0].cpu()), masks))
+            if frames_per_strip is not None:
+                images = images[:: max(1, len(images) // frames_per_strip)][:frames_per_strip]
+            name = f"{batch['video_id'][0]}_{batch['exp_id'][0]}.png"
+            Image.fromarray(np.concatenate(list(images), axis=1)).save(folder / name)
+            captions.append(f"{name}: {batch['expression'][0]}\n")
+            paths.append(folder / name)
+        atomic_write_text(folder / "captions.txt", "".join(captions))
+        return paths
 
     def _progress(self, iterable: Iterable, description: str) -> Iterable:
         if not (self.config.progress and self.context.is_main):
