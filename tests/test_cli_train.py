@@ -116,3 +116,16 @@ def test_python_m_rvoslib_help() -> None:
         [sys.executable, "-m", "rvoslib", "train", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--shuffle-text" in result.stdout
+
+
+def test_synthetic_training_videos_are_cached_while_small() -> None:
+    import argparse
+
+    from rvoslib.cli.train import add_arguments, build_datasets
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    train, val = build_datasets(parser.parse_args([]))
+    assert train.cache and not val.cache  # 4096 videos x 4 frames x 64 x 64: 268 MB
+    huge, _ = build_datasets(parser.parse_args(["--train-videos", "100000", "--size", "256"]))
+    assert not huge.cache

@@ -36,6 +36,19 @@ def test_deterministic_per_seed_and_index() -> None:
     assert not torch.equal(first[0]["frames"], other[0]["frames"])
 
 
+def test_cache_keeps_scenes_read_only_and_identical() -> None:
+    cached = SyntheticRVOSDataset(num_videos=3, num_frames=4, seed=2, cache=True)
+    plain = SyntheticRVOSDataset(num_videos=3, num_frames=4, seed=2)
+    scene = cached.scene(1)
+    assert cached.scene(1) is scene and plain.scene(1) is not plain.scene(1)
+    assert np.array_equal(scene.frames, plain.scene(1).frames)
+    with pytest.raises(ValueError, match="read-only"):
+        scene.frames[0, 0, 0, 0] = 1
+    item = cached[1]
+    item["frames"].add_(1)  # items are copies: the cached video is unchanged
+    assert torch.equal(cached[1]["frames"], plain[1]["frames"])
+
+
 def test_expressions_are_unique_and_masks_exact() -> None:
     dataset = SyntheticRVOSDataset(
         num_videos=40, num_frames=6, size=64, expressions_per_video=2, max_objects=4

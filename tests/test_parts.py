@@ -319,3 +319,41 @@ def test_model_with_neck_fuses_at_the_finer_stride() -> None:
     assert model.head.skip_channels == [model.backbone.out_channels[0]]
     with pytest.raises(ValueError, match="neck=True needs at least 2 out_strides"):
         create_model("tiny", neck=True, out_strides=(16,))
+
+
+def test_dynamic_mask_kernels_locate_and_predict() -> None:
+    from rvoslib.models import DynamicMaskKernels
+
+    kernels = DynamicMaskKernels(4, 6, 5, width=3)
+    with torch.no_grad():  # the query matches channel 0 of the keys, strongly
+        kernels.key.weight.copy_(torch.eye(4)[:, :, None, None])
+        kernels.key.bias.zero_()
+        kernels.query.weight.zero_()
+        kernels.query.bias.copy_(torch.tensor([50.0, 0, 0, 0]))
+    coarse = torch.zeros(2, 4, 4, 8)
+    coarse[0, 0, 1, 6] = 1.0  # frame 0 points at row 1, column 6
+    coarse[1, 0, 3, 0] = 1.0
+    location, pooled = kernels.locate(coarse, torch.randn(2, 5))
+    expected = torch.tensor([[1.5 / 4, 6.5 / 8], [3.5 / 4, 0.5 / 8]])
+    torch.testing.assert_close(location, expected, atol=1e-3, rtol=0)
+    assert pooled.shape == (2, 4)
+    pixels = torch.randn(2, 6, 16, 32, requires_grad=True)
+    logits = kernels(coarse, pixels, torch.randn(2, 5))
+    assert logits.shape == (2, 1, 16, 32)
+    logits.sum().backward()
+    assert pixels.grad is not None and kernels.controller.weight.grad is not None
+    assert kernels.controller.out_features == 3 * 9 + 3 * 4 + 1 * 4  # (6+2)->3->3->1
+    with pytest.raises(ValueError, match=r"pixels must be \(2, 6, H, W\), got \(2, 5, 16, 32\)"):
+        kernels(coarse, torch.randn(2, 5, 16, 32), torch.randn(2, 5))
+
+
+def test_dynamic_kernels_in_the_multiscale_head() -> None:
+    head = MultiScaleSegmentationHead(8, [6], hidden_channels=4, text_dim=10, dynamic_width=3)
+    logits = head(
+        torch.randn(2, 8, 4, 4), [torch.randn(2, 6, 16, 16)], (61, 64), torch.randn(2, 10)
+    )
+    assert logits.shape == (2, 1, 61, 64)
+    with pytest.raises(ValueError, match="dynamic_width > 0 needs text_dim"):
+        MultiScaleSegmentationHead(8, [6], dynamic_width=3)
+    with pytest.raises(ValueError, match="upsample='bilinear', got text_dim=10"):
+        MultiScaleSegmentationHead(8, [6], text_dim=10, upsample="pixel_shuffle", dynamic_width=3)

@@ -182,6 +182,9 @@ class SyntheticRVOSDataset(Dataset):
         position_margin: How far (fraction of the frame) an object must lead the others to be
             "at the top", "on the left", ...
         transform: Optional clip transform on the numpy sample.
+        cache: Keep every generated video in memory (about ``T * H * W * 4`` bytes each), so
+            later epochs skip generation. Each DataLoader worker holds its own cache, so use it
+            with ``num_workers=0`` or ``persistent_workers=True``.
 
     Example:
         >>> dataset = SyntheticRVOSDataset(num_videos=2, num_frames=4, size=64)
@@ -213,6 +216,7 @@ class SyntheticRVOSDataset(Dataset):
         min_visible: float = 0.6,
         position_margin: float = 0.15,
         transform: Any = None,
+        cache: bool = False,
     ) -> None:
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         _check(num_videos >= 1, "num_videos", num_videos, "a positive int")
@@ -248,6 +252,8 @@ class SyntheticRVOSDataset(Dataset):
         self.max_attributes, self.attribute_sharing = max_attributes, attribute_sharing
         self.min_visible, self.position_margin = min_visible, position_margin
         self.transform = transform
+        self.cache = cache
+        self._scenes: dict[int, SyntheticScene] = {}
         self._grid = (
             np.arange(height, dtype=np.float32)[None, :, None] + 0.5,
             np.arange(width, dtype=np.float32)[None, None, :] + 0.5,
@@ -264,6 +270,15 @@ class SyntheticRVOSDataset(Dataset):
         """Generate video ``video`` (deterministic in ``(seed, video)``)."""
         if not 0 <= video < self.num_videos:
             raise IndexError(f"video {video} out of range for {self.num_videos} videos")
+        scene = self._scenes.get(video)
+        if scene is None:
+            scene = self._generate(video)
+            if self.cache:  # read-only: a transform must not alter the cached video
+                scene.frames.flags.writeable = scene.labels.flags.writeable = False
+                self._scenes[video] = scene
+        return scene
+
+    def _generate(self, video: int) -> SyntheticScene:
         rng = np.random.default_rng([self.seed, video])
         for _ in range(_MAX_TRIES):
             objects = self._sample_objects(rng)

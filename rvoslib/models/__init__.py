@@ -2,7 +2,12 @@
 
 from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm
 from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention, sine_positions
-from rvoslib.models.head import MultiScaleSegmentationHead, SegmentationHead, TopDownNeck
+from rvoslib.models.head import (
+    DynamicMaskKernels,
+    MultiScaleSegmentationHead,
+    SegmentationHead,
+    TopDownNeck,
+)
 from rvoslib.models.presets import create_model, get_preset_config, list_presets, register_preset
 from rvoslib.models.rvos import RVOSConfig, RVOSModel
 from rvoslib.models.temporal import TemporalModule
@@ -10,6 +15,7 @@ from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
 
 __all__ = [
     "CrossModalFusion",
+    "DynamicMaskKernels",
     "HashTokenizer",
     "MultiHeadCrossAttention",
     "MultiScaleSegmentationHead",

@@ -10,7 +10,7 @@ from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
 
-__all__ = ["MultiScaleSegmentationHead", "SegmentationHead", "TopDownNeck"]
+__all__ = ["DynamicMaskKernels", "MultiScaleSegmentationHead", "SegmentationHead", "TopDownNeck"]
 
 
 def _conv_bn_gelu(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequential:
@@ -55,6 +55,111 @@ class TopDownNeck(nn.Module):
             self.coarse(coarse), size=fine.shape[-2:], mode="bilinear", align_corners=False
         )
         return self.smooth(self.fine(fine) + upsampled)
+
+
+class DynamicMaskKernels(nn.Module):
+    """Text-conditioned dynamic mask kernels over fine features and relative coordinates.
+
+    A query made from the sentence attends over the positions of the coarse (fused) map of each
+    frame. The attention gives the referred object's expected location and a pooled feature,
+    from which the weights of a small per-frame MLP (``1x1`` convolutions, as in CondInst and
+    ReferFormer) are predicted. The MLP runs on the fine pixel features concatenated with every
+    pixel's coordinates relative to that location, so it can keep the pixels of the one object
+    the expression points at even when distractors look the same up close.
+
+    Args:
+        coarse_channels: Channels ``C`` of the coarse map.
+        pixel_channels: Channels ``P`` of the fine pixel features.
+        text_dim: Width ``D`` of the sentence feature.
+        width: Width of the dynamic MLP's hidden layers.
+        num_layers: Number of dynamic ``1x1`` convolutions (the last outputs one logit).
+
+    Example:
+        >>> kernels = DynamicMaskKernels(16, 8, 12, width=4)
+        >>> kernels(torch.randn(2, 16, 4, 4), torch.randn(2, 8, 16, 16), torch.randn(2, 12)).shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(
+        self,
+        coarse_channels: int,
+        pixel_channels: int,
+        text_dim: int,
+        width: int = 8,
+        num_layers: int = 3,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1 or width < 1:
+            raise ValueError(f"num_layers and width must be >= 1, got {num_layers} and {width}")
+        self.coarse_channels, self.pixel_channels = coarse_channels, pixel_channels
+        self.query = nn.Linear(text_dim, coarse_channels)
+        self.key = nn.Conv2d(coarse_channels, coarse_channels, kernel_size=1)
+        self.value = nn.Conv2d(coarse_channels, coarse_channels, kernel_size=1)
+        widths = [pixel_channels + 2] + [width] * (num_layers - 1) + [1]
+        self.layer_shapes = list(zip(widths[1:], widths[:-1]))  # (out, in) per layer
+        num_params = sum(out * (inp + 1) for out, inp in self.layer_shapes)
+        self.controller = nn.Linear(coarse_channels + text_dim, num_params)
+
+    def locate(self, coarse: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the expression points in each frame, and the feature pooled there.
+
+        Args:
+            coarse: ``(N, C, h, w)`` coarse map.
+            text: ``(N, D)`` sentence features.
+
+        Returns:
+            ``location (N, 2)``: the attention-weighted (y, x) in ``[0, 1]`` (pixel centres at
+            ``(i + 0.5) / h``), and ``pooled (N, C)``: the attention-weighted values.
+        """
+        batch, channels, height, width = coarse.shape
+        keys = self.key(coarse).flatten(2)  # (N, C, hw)
+        scores = torch.einsum("nc,ncp->np", self.query(text), keys) * channels**-0.5
+        weights = scores.softmax(dim=-1).view(batch, height, width)
+        pooled = torch.einsum("np,ncp->nc", weights.flatten(1), self.value(coarse).flatten(2))
+        ys = (torch.arange(height, device=coarse.device, dtype=weights.dtype) + 0.5) / height
+        xs = (torch.arange(width, device=coarse.device, dtype=weights.dtype) + 0.5) / width
+        location = torch.stack([(weights.sum(2) * ys).sum(1), (weights.sum(1) * xs).sum(1)], 1)
+        return location, pooled
+
+    def forward(
+        self, coarse: torch.Tensor, pixels: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """Predict one logit map per frame.
+
+        Args:
+            coarse: ``(N, C, h, w)`` coarse map (one frame per row).
+            pixels: ``(N, P, H, W)`` fine pixel features.
+            text: ``(N, D)`` sentence features.
+
+        Returns:
+            ``(N, 1, H, W)`` logits at the fine resolution.
+        """
+        if not is_compiling():
+            check_tensor(coarse, "coarse", ("N", self.coarse_channels, "h", "w"), floating=True)
+            check_tensor(pixels, "pixels", (coarse.shape[0], self.pixel_channels, "H", "W"))
+            check_tensor(text, "text", (coarse.shape[0], self.query.in_features))
+        batch = coarse.shape[0]
+        location, pooled = self.locate(coarse, text)
+        fine_h, fine_w = pixels.shape[-2:]
+        fine_ys = (torch.arange(fine_h, device=coarse.device, dtype=pixels.dtype) + 0.5) / fine_h
+        fine_xs = (torch.arange(fine_w, device=coarse.device, dtype=pixels.dtype) + 0.5) / fine_w
+        rel_y = fine_ys[None, :, None] - location[:, 0, None, None].to(pixels.dtype)
+        rel_x = fine_xs[None, None, :] - location[:, 1, None, None].to(pixels.dtype)
+        hidden = torch.cat(
+            [pixels, torch.stack([rel_y.expand(-1, -1, fine_w), rel_x.expand(-1, fine_h, -1)], 1)],
+            dim=1,
+        ).flatten(2)  # (N, P + 2, H*W)
+        params = self.controller(torch.cat([pooled, text], dim=1)).to(pixels.dtype)
+        offset = 0
+        for index, (out_ch, in_ch) in enumerate(self.layer_shapes):
+            weight = params[:, offset : offset + out_ch * in_ch].view(batch, out_ch, in_ch)
+            offset += out_ch * in_ch
+            bias = params[:, offset : offset + out_ch, None]
+            offset += out_ch
+            hidden = torch.baddbmm(bias, weight, hidden)
+            if index < len(self.layer_shapes) - 1:
+                hidden = F.relu(hidden)
+        return hidden.view(batch, 1, fine_h, fine_w)
 
 
 def _film(features: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
@@ -161,10 +266,16 @@ class MultiScaleSegmentationHead(nn.Module):
         image_channels: int = 0,
         upsample: str = "bilinear",
         upsample_factor: int = 4,
+        dynamic_width: int = 0,
     ) -> None:
         super().__init__()
         if upsample not in ("bilinear", "pixel_shuffle"):
             raise ValueError(f"upsample must be 'bilinear' or 'pixel_shuffle', got {upsample!r}")
+        if dynamic_width > 0 and (text_dim is None or upsample != "bilinear"):
+            raise ValueError(
+                "dynamic_width > 0 needs text_dim and upsample='bilinear', got "
+                f"text_dim={text_dim} and upsample={upsample!r}"
+            )
         if upsample == "pixel_shuffle" and image_channels > 0:
             raise ValueError("upsample='pixel_shuffle' and image_channels > 0 cannot be combined")
         self.upsample = upsample
@@ -188,6 +299,11 @@ class MultiScaleSegmentationHead(nn.Module):
         if image_channels > 0:
             self.image_branch = _conv_bn_gelu(3, image_channels)
             self.image_merge = _conv_bn_gelu(hidden_channels + image_channels, hidden_channels)
+        self.dynamic = None
+        if dynamic_width > 0:
+            self.dynamic = DynamicMaskKernels(
+                in_channels, hidden_channels, text_dim, width=dynamic_width
+            )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(hidden_channels, self.upsample_factor**2, kernel_size=1)
 
@@ -246,6 +362,8 @@ class MultiScaleSegmentationHead(nn.Module):
             )
             hidden = self.image_merge(torch.cat([hidden, self.image_branch(images)], dim=1))
         logits = self.classifier(self.dropout(hidden))
+        if self.dynamic is not None:
+            logits = logits + self.dynamic(fused, hidden, text)
         if self.upsample_factor > 1:
             logits = F.pixel_shuffle(logits, self.upsample_factor)
             height, width = output_size if output_size is not None else logits.shape[-2:]

@@ -37,6 +37,7 @@ def _tiny() -> RVOSConfig:
         fusion_dropout=0.0,
         fusion_mode="tokens",
         fusion_positions=True,
+        temporal_expansion=1,
         head="multiscale",
         head_hidden=32,
         head_dropout=0.0,

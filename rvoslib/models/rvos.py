@@ -53,6 +53,8 @@ class RVOSConfig:
         fusion_positions: Add a 2D sine position encoding in the fusion.
         fusion_gating: Gate the fused features channel-wise by the sentence.
         temporal: Use the 3D-convolution temporal module.
+        temporal_expansion: Width multiplier of the temporal module's inner convolutions (2 in
+            the reference design; 1 costs about a third of the FLOPs).
         head: ``"simple"`` (the reference x32 head) or ``"multiscale"`` (FPN-style).
         head_hidden: Width of the head.
         head_dropout: Dropout before the classifier.
@@ -62,6 +64,8 @@ class RVOSConfig:
             finer one's stride.
         head_image_channels: Width of the multi-scale head's full-resolution image branch
             (0 disables it).
+        head_dynamic_width: Width of the multi-scale head's text-conditioned dynamic mask
+            kernels (:class:`~rvoslib.models.head.DynamicMaskKernels`; 0 disables them).
     """
 
     backbone: str = "resnet50"
@@ -81,6 +85,7 @@ class RVOSConfig:
     fusion_positions: bool = False
     fusion_gating: bool = False
     temporal: bool = True
+    temporal_expansion: int = 2
     head: str = "simple"
     head_hidden: int = 256
     head_dropout: float = 0.3
@@ -88,6 +93,7 @@ class RVOSConfig:
     head_upsample: str = "bilinear"
     neck: bool = False
     head_image_channels: int = 0
+    head_dynamic_width: int = 0
 
     def __post_init__(self) -> None:
         self.out_strides = tuple(int(s) for s in self.out_strides)
@@ -221,7 +227,11 @@ class RVOSModel(nn.Module):
             positions=config.fusion_positions,
             gating=config.fusion_gating,
         )
-        temporal = TemporalModule(config.hidden_dim) if config.temporal else None
+        temporal = (
+            TemporalModule(config.hidden_dim, expansion=config.temporal_expansion)
+            if config.temporal
+            else None
+        )
         if config.head == "simple":
             head: nn.Module = SegmentationHead(
                 config.hidden_dim, config.head_hidden, config.head_dropout
@@ -236,6 +246,7 @@ class RVOSModel(nn.Module):
                 image_channels=config.head_image_channels,
                 upsample=config.head_upsample,
                 upsample_factor=backbone.strides[0],
+                dynamic_width=config.head_dynamic_width,
             )
         return cls(
             backbone=backbone,
