@@ -251,3 +251,32 @@ def test_saved_files_have_normal_permissions(tmp_path) -> None:
 
     atomic_write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~umask
+
+
+def test_pooled_levels_feed_the_fusion_every_level() -> None:
+    from rvoslib.models import CrossModalFusion, SegmentationHead, VisualBackbone
+
+    model = create_model("tiny", fusion_pooled_levels=True).eval()
+    assert model.fusion.visual_dim == sum(model.backbone.out_channels)
+    tokens = model.tokenize(["the red circle"])
+    frames = torch.randn(1, 2, 3, 97, 131)
+    assert model(frames, tokens["input_ids"], tokens["attention_mask"]).shape == (1, 2, 1, 97, 131)
+    seen = []
+    model.fusion.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    with torch.no_grad():  # the fusion input holds the channels of every level
+        model(frames, tokens["input_ids"], tokens["attention_mask"])
+    assert seen[0][2] == model.fusion.visual_dim
+    backbone = VisualBackbone("tinycnn", out_strides=(8, 16))  # 32 + 32 (refined) channels
+    text = model.text_encoder
+    with pytest.raises(
+        ValueError,
+        match=r"visual_dim \(32\) must equal the sum of the backbone's out_channels \(64\)",
+    ):
+        RVOSModel(
+            backbone=backbone,
+            text_encoder=text,
+            fusion=CrossModalFusion(32, text.out_dim, hidden_dim=8, num_heads=2),
+            temporal=None,
+            head=SegmentationHead(8),
+            pooled_levels=True,
+        )

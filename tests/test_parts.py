@@ -16,6 +16,7 @@ from rvoslib.models import (
     TextEncoder,
     TextFeatures,
     VisualBackbone,
+    temporal_shift,
 )
 
 TINY_BERT = {
@@ -357,3 +358,32 @@ def test_dynamic_kernels_in_the_multiscale_head() -> None:
         MultiScaleSegmentationHead(8, [6], dynamic_width=3)
     with pytest.raises(ValueError, match="upsample='bilinear', got text_dim=10"):
         MultiScaleSegmentationHead(8, [6], text_dim=10, upsample="pixel_shuffle", dynamic_width=3)
+
+
+def test_temporal_shift_moves_channels_between_frames() -> None:
+    clip = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 16, 2, 3)  # frame t holds t
+    shifted = temporal_shift(clip, num_frames=2, fold_div=4)  # two clips of two frames
+    assert shifted.shape == clip.shape
+    assert shifted[:, :4, 0, 0].tolist() == [[1.0] * 4, [0.0] * 4, [3.0] * 4, [0.0] * 4]
+    assert shifted[:, 4:8, 0, 0].tolist() == [[0.0] * 4, [0.0] * 4, [0.0] * 4, [2.0] * 4]
+    torch.testing.assert_close(shifted[:, 8:], clip[:, 8:])
+    assert temporal_shift(clip, num_frames=1) is clip
+    with pytest.raises(ValueError, match=r"features batch \(4\) must be a multiple of num_frames"):
+        temporal_shift(clip, num_frames=3)
+
+
+def test_backbone_temporal_shift_lets_frames_see_each_other() -> None:
+    shifted = VisualBackbone("tinycnn", out_strides=(4, 8), temporal_shift_stages=(0, 1)).eval()
+    plain = VisualBackbone("tinycnn", out_strides=(4, 8)).eval()
+    plain.load_state_dict(shifted.state_dict())
+    clip = torch.randn(1, 3, 3, 32, 32)
+    changed = clip.clone()
+    changed[:, 1] += 1.0  # only the middle frame changes
+    for backbone, reacts in ((shifted, True), (plain, False)):
+        with torch.no_grad():
+            before, after = backbone(clip)[0], backbone(changed)[0]
+        assert torch.allclose(before[:, 0], after[:, 0]) != reacts  # does frame 0 react?
+    with torch.no_grad():  # a 4-D batch of single frames is not shifted
+        torch.testing.assert_close(shifted(clip[0])[0], plain(clip[0])[0])
+    with pytest.raises(ValueError, match=r"temporal_shift_stages must be stage indices in 0-3"):
+        VisualBackbone("tinycnn", temporal_shift_stages=(4,))

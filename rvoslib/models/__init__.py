@@ -1,6 +1,6 @@
 """Model parts and the composed :class:`RVOSModel`."""
 
-from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm
+from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm, temporal_shift
 from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention, sine_positions
 from rvoslib.models.head import (
     DynamicMaskKernels,
@@ -34,4 +34,5 @@ __all__ = [
     "list_presets",
     "register_preset",
     "sine_positions",
+    "temporal_shift",
 ]

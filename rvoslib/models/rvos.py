@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
@@ -52,6 +53,9 @@ class RVOSConfig:
         attention: ``"sdpa"`` or ``"torch_mha"``.
         fusion_positions: Add a 2D sine position encoding in the fusion.
         fusion_gating: Gate the fused features channel-wise by the sentence.
+        fusion_pooled_levels: Also feed the fusion every finer backbone level, average-pooled to
+            the coarsest level's size and concatenated: deep levels of a small backbone drop
+            what the expression may name (colour), and the fusion then still sees it.
         temporal: Use the 3D-convolution temporal module.
         temporal_expansion: Width multiplier of the temporal module's inner convolutions (2 in
             the reference design; 1 costs about a third of the FLOPs).
@@ -84,6 +88,7 @@ class RVOSConfig:
     attention: str = "sdpa"
     fusion_positions: bool = False
     fusion_gating: bool = False
+    fusion_pooled_levels: bool = False
     temporal: bool = True
     temporal_expansion: int = 2
     head: str = "simple"
@@ -140,6 +145,8 @@ class RVOSModel(nn.Module):
         head: A :class:`SegmentationHead` or :class:`MultiScaleSegmentationHead`.
         neck: An optional :class:`~rvoslib.models.head.TopDownNeck` that merges the two
             coarsest backbone levels; the fusion then works at the finer one's stride.
+        pooled_levels: Concatenate the finer levels, average-pooled to the coarsest level's
+            size, to the fusion's input (its ``visual_dim`` is then the sum of all channels).
         config: The :class:`RVOSConfig` it was built from (needed by ``save_pretrained``).
 
     Example:
@@ -160,14 +167,19 @@ class RVOSModel(nn.Module):
         temporal: nn.Module | None,
         head: nn.Module,
         neck: nn.Module | None = None,
+        pooled_levels: bool = False,
         config: RVOSConfig | None = None,
     ) -> None:
         super().__init__()
-        top_channels = neck.out_channels if neck is not None else backbone.out_channels[-1]
+        levels = list(backbone.out_channels)
+        if neck is not None:
+            levels = [*levels[:-2], neck.out_channels]
+        top_channels = sum(levels) if pooled_levels else levels[-1]
         if fusion.visual_dim != top_channels:
+            what = "the sum of the backbone's" if pooled_levels else "the backbone's last"
             raise ValueError(
-                f"fusion.visual_dim ({fusion.visual_dim}) must equal the backbone's last "
-                f"out_channels ({top_channels})"
+                f"fusion.visual_dim ({fusion.visual_dim}) must equal {what} out_channels "
+                f"({top_channels})"
             )
         if fusion.text_dim != text_encoder.out_dim:
             raise ValueError(
@@ -180,6 +192,7 @@ class RVOSModel(nn.Module):
         self.temporal = temporal
         self.head = head
         self.neck = neck
+        self.pooled_levels = pooled_levels
         self.config = config
 
     @classmethod
@@ -217,7 +230,7 @@ class RVOSModel(nn.Module):
             neck = TopDownNeck(levels[-2], levels[-1], config.hidden_dim)
             levels = [*levels[:-2], neck.out_channels]
         fusion = CrossModalFusion(
-            levels[-1],
+            sum(levels) if config.fusion_pooled_levels else levels[-1],
             text_encoder.out_dim,
             hidden_dim=config.hidden_dim,
             num_heads=config.num_heads,
@@ -255,6 +268,7 @@ class RVOSModel(nn.Module):
             temporal=temporal,
             head=head,
             neck=neck,
+            pooled_levels=config.fusion_pooled_levels,
             config=config,
         )
 
@@ -306,10 +320,14 @@ class RVOSModel(nn.Module):
                     f"{format_shape(frames.shape)}), got {text.sentence.shape[0]}"
                 )
         batch, num_frames, _, height, width = frames.shape
-        features = self.backbone(frames.flatten(0, 1))
+        features = [level.flatten(0, 1) for level in self.backbone(frames)]
         if self.neck is not None:
             features = [*features[:-2], self.neck(features[-2], features[-1])]
-        fused = self.fusion(features[-1].unflatten(0, (batch, num_frames)), text)
+        top = features[-1]
+        if self.pooled_levels:
+            size = top.shape[-2:]
+            top = torch.cat([*(F.adaptive_avg_pool2d(f, size) for f in features[:-1]), top], 1)
+        fused = self.fusion(top.unflatten(0, (batch, num_frames)), text)
         if self.temporal is not None:
             fused = self.temporal(fused)
         skips = features[-2::-1] if getattr(self.head, "uses_skips", False) else ()
