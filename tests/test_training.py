@@ -328,3 +328,19 @@ def test_write_overlays(tmp_path) -> None:
     assert len(paths) == 2 and all(p.is_file() for p in paths)
     assert Image.open(paths[0]).size == (2 * 32, 32)
     assert len((tmp_path / "captions.txt").read_text().splitlines()) == 2
+
+
+def test_warmup_raises_the_learning_rate_linearly() -> None:
+    from rvoslib.training import LambdaCallback
+
+    seen = []
+    record = LambdaCallback(on_step_end=lambda trainer, step, logs: seen.append(logs["lr"]))
+    trainer = Trainer(
+        small_model(),
+        small_data(videos=8),
+        config=config(lr=1e-3, warmup_steps=4, t_0=1000, eta_min=0.0),
+        callbacks=[record],
+    )
+    assert trainer.current_lr == pytest.approx(1e-3 / 4)  # the first step
+    trainer.fit()  # 4 steps; logs hold the rate of the step after each one
+    assert seen == pytest.approx([2e-3 / 4, 3e-3 / 4, 1e-3, 1e-3], rel=1e-5)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rvoslib._io import atomic_write_text
+from rvoslib.cli.train import SYNTHETIC_ATTRIBUTES
 
 __all__ = ["add_parser", "run"]
 
@@ -27,6 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--videos", type=int, default=32, help="synthetic videos")
     parser.add_argument("--frames", type=int, default=8, help="synthetic frames per video")
     parser.add_argument("--seed", type=int, default=100_003, help="synthetic seed")
+    parser.add_argument(
+        "--attributes",
+        nargs="+",
+        default=list(SYNTHETIC_ATTRIBUTES),
+        choices=("color", "shape", "motion", "position"),
+        help="what synthetic expressions may name (as in rvos train)",
+    )
     parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
@@ -53,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         transform = eval_transform(args.size) if args.size else None
         dataset = RefDAVISDataset(args.root, split=args.split, transform=transform)
     else:
-        dataset = SyntheticRVOSDataset(args.videos, args.frames, args.size or 64, seed=args.seed)
+        dataset = SyntheticRVOSDataset(
+            args.videos, args.frames, args.size or 64, seed=args.seed, attributes=args.attributes
+        )
     collate = RVOSCollator(model.text_encoder, model.text_encoder.max_length)
     evaluator = RVOSEvaluator()
     out = Path(args.out) if args.out else None

@@ -20,6 +20,7 @@ __all__ = ["DATASETS", "add_parser", "build_datasets", "run"]
 
 DATASETS = ("synthetic", "davis", "ytvos")
 RUN_FILES = ("last", "best", "history.jsonl", "metrics.json", "overlays")
+SYNTHETIC_ATTRIBUTES = ("color", "shape", "position")  # the main job's expressions
 SYNTHETIC_CACHE_BYTES = 2**30  # synthetic videos are kept in memory up to this total size
 
 
@@ -53,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--val-frames", type=int, default=8, help="frames of held-out synthetic videos"
     )
+    data.add_argument(
+        "--attributes",
+        nargs="+",
+        default=list(SYNTHETIC_ATTRIBUTES),
+        choices=("color", "shape", "motion", "position"),
+        help="what synthetic expressions may name (add 'motion' for motion words)",
+    )
     data.add_argument("--val-fraction", type=float, default=0.05, help="ytvos videos held out")
     data.add_argument(
         "--shuffle-text",
@@ -61,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--num-workers", type=int, default=0)
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=6)
+    optim.add_argument("--epochs", type=int, default=10)
     optim.add_argument(
         "--max-minutes",
         type=float,
@@ -80,7 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accumulation", type=int, default=1, help="micro-batches per optimizer step"
     )
     optim.add_argument("--clip-grad-norm", type=float, default=1.0)
-    optim.add_argument("--t0", type=int, default=6, help="epochs of the first cosine cycle")
+    optim.add_argument("--t0", type=int, default=10, help="epochs of the first cosine cycle")
+    optim.add_argument(
+        "--warmup-steps", type=int, default=0, help="optimizer steps of linear LR warm-up"
+    )
     optim.add_argument("--patience", type=int, default=None, help="early-stopping patience")
     optim.add_argument("--seed", type=int, default=0)
     run_group = parser.add_argument_group("run")
@@ -141,10 +152,15 @@ def build_datasets(args: argparse.Namespace) -> tuple[Any, Any]:
             args.num_frames,
             args.size,
             seed=args.seed,
+            attributes=args.attributes,
             cache=args.train_videos * video_bytes <= SYNTHETIC_CACHE_BYTES,
         )
         val = SyntheticRVOSDataset(
-            args.val_videos, args.val_frames, args.size, seed=args.seed + 100_003
+            args.val_videos,
+            args.val_frames,
+            args.size,
+            seed=args.seed + 100_003,
+            attributes=args.attributes,
         )
     else:
         if not args.root:
@@ -227,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         backbone_lr_mult=args.backbone_lr_mult,
         text_lr_mult=args.text_lr_mult,
         t_0=args.t0,
+        warmup_steps=args.warmup_steps,
         amp=args.amp,
         accumulation_steps=args.accumulation,
         clip_grad_norm=args.clip_grad_norm,

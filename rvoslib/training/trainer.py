@@ -82,6 +82,9 @@ class TrainerConfig:
         backbone_lr_mult: Learning-rate multiplier of the visual backbone.
         text_lr_mult: Learning-rate multiplier of the language model.
         t_0: Epochs of the first cosine cycle.
+        warmup_steps: Optimizer steps over which the learning rate rises linearly to the
+            schedule's value (step ``k`` uses ``(k + 1) / warmup_steps`` of it); 0 disables it.
+            Transformers trained from scratch (the ``tiny`` language model) need it.
         t_mult: Growth factor of the cycle length.
         eta_min: Lowest learning rate of the cosine schedule.
         amp: ``"auto"`` (bf16 on CUDA, off on CPU), ``"bf16"``, ``"fp16"`` (with a grad
@@ -116,6 +119,7 @@ class TrainerConfig:
     backbone_lr_mult: float = 1.0
     text_lr_mult: float = 0.1
     t_0: int = 5
+    warmup_steps: int = 0
     t_mult: int = 2
     eta_min: float = 1e-6
     amp: str = "auto"
@@ -283,6 +287,7 @@ class Trainer:
             eta_min=self.config.eta_min,
         )
         self.epoch, self.step = 0, 0
+        self._apply_warmup()
         self.best_metric, self.best_epoch = -math.inf, -1
         self.validations_without_improvement = 0
         self.nonfinite_steps = 0
@@ -474,6 +479,7 @@ class Trainer:
             steps_done += 1
             self.step += 1
             self.scheduler.step(epoch + steps_done / steps_per_epoch)
+            self._apply_warmup()
             logs = {"loss": loss.detach(), "lr": self.current_lr}
             for callback in self.callbacks:
                 callback.on_step_end(self, self.step, logs)
@@ -508,6 +514,13 @@ class Trainer:
         for buffer in self.model.buffers():
             if buffer.is_floating_point():
                 buffer.copy_(all_reduce_mean(buffer, self.context))
+
+    def _apply_warmup(self) -> None:
+        """Scale the scheduled learning rates of the next step during the warm-up."""
+        warmup = self.config.warmup_steps
+        if warmup > 0 and self.step < warmup:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= (self.step + 1) / warmup
 
     @property
     def current_lr(self) -> float:
