@@ -21,14 +21,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default="runs/synthetic")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--videos", type=int, default=1536)
     parser.add_argument("--smoke", action="store_true", help="a few seconds: checks the pipeline")
     args = parser.parse_args()
 
     videos, val_videos, epochs = (args.videos, 96, args.epochs) if not args.smoke else (16, 4, 1)
-    train_data = SyntheticRVOSDataset(num_videos=videos, num_frames=4, size=64, seed=0)
-    val_data = SyntheticRVOSDataset(num_videos=val_videos, num_frames=8, size=64, seed=100_003)
+    words = ("color", "shape", "position")  # as rvos train; add "motion" for motion words
+    train_data = SyntheticRVOSDataset(
+        num_videos=videos, num_frames=4, size=64, seed=0, attributes=words, cache=True
+    )
+    val_data = SyntheticRVOSDataset(
+        num_videos=val_videos, num_frames=8, size=64, seed=100_003, attributes=words
+    )
     model = create_model("tiny")
     config = TrainerConfig(
         epochs=epochs,
@@ -36,7 +41,7 @@ def main() -> None:
         lr=2e-3,
         text_lr_mult=1.0,
         accumulation_steps=1,
-        t_0=10,
+        t_0=epochs,
         output_dir=args.out,
     )
     history = Trainer(model, train_data, val_data, config).fit()
