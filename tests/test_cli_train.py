@@ -127,5 +127,21 @@ def test_synthetic_training_videos_are_cached_while_small() -> None:
     add_arguments(parser)
     train, val = build_datasets(parser.parse_args([]))
     assert train.cache and not val.cache  # 4096 videos x 4 frames x 64 x 64: 268 MB
+    assert train.attributes == val.attributes == ("color", "shape", "position")
+    motion, _ = build_datasets(parser.parse_args(["--attributes", "color", "motion"]))
+    assert motion.attributes == ("color", "motion")
     huge, _ = build_datasets(parser.parse_args(["--train-videos", "100000", "--size", "256"]))
     assert not huge.cache
+
+
+def test_attribute_choices_match_the_dataset() -> None:
+    from rvoslib.cli.train import ATTRIBUTE_CHOICES, SYNTHETIC_ATTRIBUTES
+    from rvoslib.data.synthetic import ATTRIBUTES
+
+    assert set(ATTRIBUTE_CHOICES) == set(ATTRIBUTES) and set(SYNTHETIC_ATTRIBUTES) < set(ATTRIBUTES)
+
+
+def test_unknown_attribute_lists_valid_ones(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--attributes", "color", "size"])
+    assert "invalid choice: 'size' (choose from" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from rvoslib._io import atomic_write_text
-from rvoslib.cli.train import SYNTHETIC_ATTRIBUTES
+from rvoslib.cli.train import ATTRIBUTE_CHOICES, SYNTHETIC_ATTRIBUTES
 
 __all__ = ["add_parser", "run"]
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--attributes",
         nargs="+",
         default=list(SYNTHETIC_ATTRIBUTES),
-        choices=("color", "shape", "motion", "position"),
+        choices=ATTRIBUTE_CHOICES,
         help="what synthetic expressions may name (as in rvos train)",
     )
     parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")

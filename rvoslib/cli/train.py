@@ -20,6 +20,7 @@ __all__ = ["DATASETS", "add_parser", "build_datasets", "run"]
 
 DATASETS = ("synthetic", "davis", "ytvos")
 RUN_FILES = ("last", "best", "history.jsonl", "metrics.json", "overlays")
+ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")  # rvoslib.data.synthetic.ATTRIBUTES
 SYNTHETIC_ATTRIBUTES = ("color", "shape", "position")  # the main job's expressions
 SYNTHETIC_CACHE_BYTES = 2**30  # synthetic videos are kept in memory up to this total size
 
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attributes",
         nargs="+",
         default=list(SYNTHETIC_ATTRIBUTES),
-        choices=("color", "shape", "motion", "position"),
+        choices=ATTRIBUTE_CHOICES,
         help="what synthetic expressions may name (add 'motion' for motion words)",
     )
     data.add_argument("--val-fraction", type=float, default=0.05, help="ytvos videos held out")
