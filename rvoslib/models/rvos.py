@@ -58,7 +58,7 @@ class RVOSConfig:
             what the expression may name (colour), and the fusion then still sees it.
         temporal: Use the 3D-convolution temporal module.
         temporal_expansion: Width multiplier of the temporal module's inner convolutions (2 in
-            the reference design; 1 costs about a third of the FLOPs).
+            the reference design; 1 costs 38 % of its FLOPs).
         head: ``"simple"`` (the reference x32 head) or ``"multiscale"`` (FPN-style).
         head_hidden: Width of the head.
         head_dropout: Dropout before the classifier.
