@@ -145,3 +145,9 @@ def test_unknown_attribute_lists_valid_ones(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--attributes", "color", "size"])
     assert "invalid choice: 'size' (choose from" in capsys.readouterr().err
+
+
+def test_eval_takes_the_same_attributes(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", "x", "--data", "synthetic", "--attributes", "size"])
+    assert "invalid choice: 'size' (choose from" in capsys.readouterr().err

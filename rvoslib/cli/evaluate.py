@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from rvoslib._io import atomic_write_text
-from rvoslib.cli.train import ATTRIBUTE_CHOICES, SYNTHETIC_ATTRIBUTES
+from rvoslib.cli.train import add_attributes_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -28,13 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--videos", type=int, default=32, help="synthetic videos")
     parser.add_argument("--frames", type=int, default=8, help="synthetic frames per video")
     parser.add_argument("--seed", type=int, default=100_003, help="synthetic seed")
-    parser.add_argument(
-        "--attributes",
-        nargs="+",
-        default=list(SYNTHETIC_ATTRIBUTES),
-        choices=ATTRIBUTE_CHOICES,
-        help="what synthetic expressions may name (as in rvos train)",
-    )
+    add_attributes_argument(parser)
     parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")

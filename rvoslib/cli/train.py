@@ -16,7 +16,14 @@ from typing import Any
 
 from rvoslib._io import atomic_write_text
 
-__all__ = ["DATASETS", "add_parser", "build_datasets", "run"]
+__all__ = [
+    "DATASETS",
+    "add_arguments",
+    "add_attributes_argument",
+    "add_parser",
+    "build_datasets",
+    "run",
+]
 
 DATASETS = ("synthetic", "davis", "ytvos")
 RUN_FILES = ("last", "best", "history.jsonl", "metrics.json", "overlays")
@@ -55,13 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--val-frames", type=int, default=8, help="frames of held-out synthetic videos"
     )
-    data.add_argument(
-        "--attributes",
-        nargs="+",
-        default=list(SYNTHETIC_ATTRIBUTES),
-        choices=ATTRIBUTE_CHOICES,
-        help="what synthetic expressions may name (add 'motion' for motion words)",
-    )
+    add_attributes_argument(data)
     data.add_argument("--val-fraction", type=float, default=0.05, help="ytvos videos held out")
     data.add_argument(
         "--shuffle-text",
@@ -107,6 +108,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--overlays", type=int, default=4, help="validation clips to draw")
     run_group.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run_group.add_argument("--config", help="YAML file with option values")
+
+
+def add_attributes_argument(group: argparse._ActionsContainer) -> None:
+    """``--attributes``: what synthetic expressions may name (``rvos train`` and ``rvos eval``)."""
+    group.add_argument(
+        "--attributes",
+        nargs="+",
+        default=list(SYNTHETIC_ATTRIBUTES),
+        choices=ATTRIBUTE_CHOICES,
+        help="what synthetic expressions may name (add 'motion' for motion words)",
+    )
 
 
 def apply_yaml_defaults(
