@@ -14,6 +14,13 @@ __all__ = ["CrossModalFusion", "MultiHeadCrossAttention", "sine_positions"]
 FUSION_MODES = ("sentence", "tokens")
 
 
+def _pixel_centres(
+    size: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Centres of ``size`` cells along one axis in ``[0, 1]``: ``(i + 0.5) / size``, ``(size,)``."""
+    return (torch.arange(size, device=device, dtype=dtype) + 0.5) / size
+
+
 def sine_positions(
     height: int, width: int, dim: int, device: torch.device | None = None
 ) -> torch.Tensor:
@@ -34,8 +41,7 @@ def sine_positions(
     """
     quarter = dim // 4
     frequencies = 2.0 ** torch.arange(quarter, device=device, dtype=torch.float32) * torch.pi
-    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
-    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+    ys, xs = _pixel_centres(height, device), _pixel_centres(width, device)
     y_angles, x_angles = ys[:, None] * frequencies, xs[:, None] * frequencies
     y_code = torch.cat([y_angles.sin(), y_angles.cos()], -1)[:, None, :].expand(height, width, -1)
     x_code = torch.cat([x_angles.sin(), x_angles.cos()], -1)[None, :, :].expand(height, width, -1)

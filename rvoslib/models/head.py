@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib.models.fusion import _pixel_centres
 
 __all__ = ["DynamicMaskKernels", "MultiScaleSegmentationHead", "SegmentationHead", "TopDownNeck"]
 
@@ -116,8 +117,8 @@ class DynamicMaskKernels(nn.Module):
         scores = torch.einsum("nc,ncp->np", self.query(text), keys) * channels**-0.5
         weights = scores.softmax(dim=-1).view(batch, height, width)
         pooled = torch.einsum("np,ncp->nc", weights.flatten(1), self.value(coarse).flatten(2))
-        ys = (torch.arange(height, device=coarse.device, dtype=weights.dtype) + 0.5) / height
-        xs = (torch.arange(width, device=coarse.device, dtype=weights.dtype) + 0.5) / width
+        ys = _pixel_centres(height, coarse.device, weights.dtype)
+        xs = _pixel_centres(width, coarse.device, weights.dtype)
         location = torch.stack([(weights.sum(2) * ys).sum(1), (weights.sum(1) * xs).sum(1)], 1)
         return location, pooled
 
@@ -141,8 +142,8 @@ class DynamicMaskKernels(nn.Module):
         batch = coarse.shape[0]
         location, pooled = self.locate(coarse, text)
         fine_h, fine_w = pixels.shape[-2:]
-        fine_ys = (torch.arange(fine_h, device=coarse.device, dtype=pixels.dtype) + 0.5) / fine_h
-        fine_xs = (torch.arange(fine_w, device=coarse.device, dtype=pixels.dtype) + 0.5) / fine_w
+        fine_ys = _pixel_centres(fine_h, coarse.device, pixels.dtype)
+        fine_xs = _pixel_centres(fine_w, coarse.device, pixels.dtype)
         rel_y = fine_ys[None, :, None] - location[:, 0, None, None].to(pixels.dtype)
         rel_x = fine_xs[None, None, :] - location[:, 1, None, None].to(pixels.dtype)
         hidden = torch.cat(
