@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", required=True, help="frame folder or video file")
     parser.add_argument("--preset", default="tiny", help="model preset (random weights)")
     parser.add_argument("--checkpoint", default=None, help="model folder instead of --preset")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder for --preset")
     parser.add_argument("--device", default=None)
     parser.add_argument("--size", type=int, default=360)
     parser.add_argument("--clip-len", type=int, default=8)
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         model = rvoslib.RVOSModel.from_pretrained(args.checkpoint)
     else:
-        model = rvoslib.create_model(args.preset)
+        overrides = {"tokenizer": args.tokenizer} if args.tokenizer else {}
+        model = rvoslib.create_model(args.preset, **overrides)
     predictor = VideoPredictor(
         model,
         device=args.device,
