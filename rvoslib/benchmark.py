@@ -33,7 +33,7 @@ import torch
 
 from rvoslib.losses import RVOSLoss
 from rvoslib.models.presets import create_model
-from rvoslib.models.rvos import RVOSModel
+from rvoslib.models.base import RVOSModel
 
 __all__ = ["MODES", "BenchmarkResult", "benchmark_mode", "count_train_step_flops", "run_benchmarks"]
 

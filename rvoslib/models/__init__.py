@@ -1,37 +1,76 @@
-"""Model parts and the composed :class:`RVOSModel`."""
+"""Model parts, their registries, the architectures that compose them, and presets.
 
-from rvoslib.models.backbone import TinyConvNet, VisualBackbone, freeze_batchnorm, temporal_shift
-from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention, sine_positions
-from rvoslib.models.head import (
+Importing this package registers every built-in part and architecture.
+"""
+
+from rvoslib.models.architectures import FusionConfig, FusionModel
+from rvoslib.models.backbones import (
+    TinyConvNet,
+    VisualBackbone,
+    freeze_batchnorm,
+    load_state_dict_file,
+    temporal_shift,
+)
+from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel, read_config
+from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention
+from rvoslib.models.heads import (
+    DynamicMaskHead,
     DynamicMaskKernels,
     MultiScaleSegmentationHead,
     SegmentationHead,
-    TopDownNeck,
 )
+from rvoslib.models.legacy import RVOSConfig, convert_legacy_config
+from rvoslib.models.positions import pixel_centres, sine_positions
 from rvoslib.models.presets import create_model, get_preset_config, list_presets, register_preset
-from rvoslib.models.rvos import RVOSConfig, RVOSModel
-from rvoslib.models.temporal import TemporalModule
+from rvoslib.models.registry import (
+    ARCHITECTURES,
+    BACKBONES,
+    FUSIONS,
+    HEADS,
+    TEMPORAL_MODULES,
+    TEXT_ENCODERS,
+    Registry,
+)
+from rvoslib.models.temporal import NoTemporalMixing, TemporalModule
 from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
 
 __all__ = [
+    "ARCHITECTURES",
+    "BACKBONES",
+    "CONFIG_FILE",
+    "FUSIONS",
+    "HEADS",
+    "TEMPORAL_MODULES",
+    "TEXT_ENCODERS",
+    "WEIGHTS_FILE",
+    "ArchitectureConfig",
     "CrossModalFusion",
+    "DynamicMaskHead",
     "DynamicMaskKernels",
+    "FusionConfig",
+    "FusionModel",
     "HashTokenizer",
     "MultiHeadCrossAttention",
     "MultiScaleSegmentationHead",
+    "NoTemporalMixing",
     "RVOSConfig",
     "RVOSModel",
+    "Registry",
     "SegmentationHead",
     "TemporalModule",
     "TextEncoder",
     "TextFeatures",
     "TinyConvNet",
-    "TopDownNeck",
     "VisualBackbone",
+    "convert_legacy_config",
     "create_model",
     "freeze_batchnorm",
     "get_preset_config",
     "list_presets",
+    "load_state_dict_file",
+    "pixel_centres",
+    "read_config",
     "register_preset",
     "sine_positions",
     "temporal_shift",

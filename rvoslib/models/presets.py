@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rvoslib.models.rvos import RVOSConfig, RVOSModel
+from rvoslib.models.architectures.fusion import FusionConfig
+from rvoslib.models.base import RVOSModel
+from rvoslib.models.config import ArchitectureConfig
 
-__all__ = ["create_model", "get_preset_config", "list_presets", "register_preset"]
+__all__ = [
+    "PRESET_DESCRIPTIONS",
+    "create_model",
+    "get_preset_config",
+    "list_presets",
+    "register_preset",
+]
 
 TINY_TEXT_CONFIG = {
     "model_type": "bert",
@@ -22,65 +30,76 @@ TINY_TEXT_CONFIG = {
 }
 
 
-def _tiny() -> RVOSConfig:
-    return RVOSConfig(
-        backbone="tinycnn",
-        out_strides=(4, 8, 16),
-        backbone_kwargs={"channels": [32, 64, 128, 128], "refine_last": False},
-        text_model="tiny",
-        text_config=dict(TINY_TEXT_CONFIG),
-        tokenizer="hash",
-        pooling="mean",
-        max_text_length=16,
-        hidden_dim=64,
-        num_heads=4,
-        fusion_dropout=0.0,
-        fusion_mode="tokens",
-        fusion_positions=True,
-        temporal_expansion=1,
-        head="multiscale",
-        head_hidden=32,
-        head_dropout=0.0,
-        head_text_film=True,
+def _tiny() -> FusionConfig:
+    return FusionConfig(
+        backbone={
+            "name": "tinycnn",
+            "out_strides": [4, 8, 16],
+            "channels": [32, 64, 128, 128],
+            "refine_last": False,
+        },
+        text_encoder={
+            "name": "huggingface",
+            "model_name_or_path": "tiny",
+            "config": dict(TINY_TEXT_CONFIG),
+            "tokenizer": "hash",
+            "pooling": "mean",
+            "max_length": 16,
+            "out_dim": 64,
+        },
+        fusion={
+            "name": "cross_attention",
+            "hidden_dim": 64,
+            "num_heads": 4,
+            "dropout": 0.0,
+            "mode": "tokens",
+            "positions": True,
+        },
+        temporal={"name": "conv3d", "expansion": 1},
+        head={"name": "fpn", "hidden_channels": 32, "dropout": 0.0},
     )
 
 
-def _seed(backbone: str) -> Callable[[], RVOSConfig]:
-    def build() -> RVOSConfig:
-        return RVOSConfig(
-            backbone=backbone,
-            out_strides=(32,),
-            text_model="bert-base-uncased",
-            pooling="cls",
-            hidden_dim=256,
-            num_heads=8,
-            fusion_mode="sentence",
-            head="simple",
-            head_hidden=256,
-            head_dropout=0.3,
+def _seed(backbone: str) -> Callable[[], FusionConfig]:
+    def build() -> FusionConfig:
+        return FusionConfig(
+            backbone={"name": backbone, "out_strides": [32]},
+            text_encoder={
+                "name": "huggingface",
+                "model_name_or_path": "bert-base-uncased",
+                "pooling": "cls",
+                "out_dim": 256,
+            },
+            fusion={"name": "cross_attention", "hidden_dim": 256, "num_heads": 8},
+            temporal={"name": "conv3d", "expansion": 2},
+            head={"name": "simple", "hidden_channels": 256, "dropout": 0.3},
         )
 
     return build
 
 
-def _rvos_r50() -> RVOSConfig:
-    return RVOSConfig(
-        backbone="resnet50",
-        out_strides=(4, 8, 16, 32),
-        text_model="bert-base-uncased",
-        pooling="mean",
-        hidden_dim=256,
-        num_heads=8,
-        fusion_mode="tokens",
-        fusion_positions=True,
-        head="multiscale",
-        head_hidden=128,
-        head_dropout=0.1,
-        head_text_film=True,
+def _rvos_r50() -> FusionConfig:
+    return FusionConfig(
+        backbone={"name": "resnet50", "out_strides": [4, 8, 16, 32]},
+        text_encoder={
+            "name": "huggingface",
+            "model_name_or_path": "bert-base-uncased",
+            "pooling": "mean",
+            "out_dim": 256,
+        },
+        fusion={
+            "name": "cross_attention",
+            "hidden_dim": 256,
+            "num_heads": 8,
+            "mode": "tokens",
+            "positions": True,
+        },
+        temporal={"name": "conv3d", "expansion": 2},
+        head={"name": "fpn", "hidden_channels": 128, "dropout": 0.1},
     )
 
 
-_PRESETS: dict[str, Callable[[], RVOSConfig]] = {
+_PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "tiny": _tiny,
     "seed-r18": _seed("resnet18"),
     "seed-r50": _seed("resnet50"),
@@ -88,16 +107,18 @@ _PRESETS: dict[str, Callable[[], RVOSConfig]] = {
 }
 
 PRESET_DESCRIPTIONS = {
-    "tiny": "tinycnn + 2-layer BERT with a built-in tokenizer; token fusion, multi-scale head. "
+    "tiny": "tinycnn + 2-layer BERT with a built-in tokenizer; token fusion, FPN head. "
     "Fast on CPU, needs no downloaded file.",
     "seed-r18": "Reference design: ResNet-18 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "seed-r50": "Reference design: ResNet-50 + bert-base-uncased (cls), sentence fusion, x32 head.",
-    "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, multi-scale head with FiLM.",
+    "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head with FiLM.",
 }
 
 
-def register_preset(name: str, build: Callable[[], RVOSConfig], description: str = "") -> None:
-    """Add a preset; ``build()`` returns its :class:`RVOSConfig`.
+def register_preset(
+    name: str, build: Callable[[], ArchitectureConfig], description: str = ""
+) -> None:
+    """Add a preset; ``build()`` returns its architecture config.
 
     Raises:
         ValueError: the name is taken.
@@ -113,8 +134,8 @@ def list_presets() -> list[str]:
     return sorted(_PRESETS)
 
 
-def get_preset_config(name: str, **overrides: Any) -> RVOSConfig:
-    """The :class:`RVOSConfig` of a preset with fields overridden.
+def get_preset_config(name: str, **overrides: Any) -> ArchitectureConfig:
+    """The config of a preset with fields overridden (see :meth:`ArchitectureConfig.replace`).
 
     Raises:
         KeyError: unknown preset (lists the valid names).
@@ -131,19 +152,21 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> RVOSM
 
     Args:
         name: A name from :func:`list_presets`.
-        pretrained: Load the backbone's ImageNet weights and the pretrained language model
-            (downloads when not cached). ``False`` builds random weights offline.
-        **overrides: :class:`RVOSConfig` fields to change, e.g. ``hidden_dim=128``.
+        pretrained: Load the pretrained weights of the parts that have them (the backbone's
+            ImageNet weights, the language model; downloads when not cached). ``False`` builds
+            random weights offline.
+        **overrides: Config fields to change. A part spec with a ``"name"`` replaces the part
+            (``temporal={"name": "my_gru", "layers": 2}``); one without changes the keywords
+            it lists (``fusion={"num_heads": 2}``).
 
     Raises:
-        KeyError: unknown preset name (the message lists the valid ones).
+        KeyError: unknown preset or part name (the message lists the valid ones).
+        ValueError: an override is not a field, or a part does not accept a keyword.
 
     Example:
-        >>> model = create_model("tiny")
-        >>> model.config.backbone
-        'tinycnn'
+        >>> model = create_model("tiny", fusion={"num_heads": 2})
+        >>> model.config.fusion["num_heads"], model.architecture
+        (2, 'fusion')
     """
     config = get_preset_config(name, **overrides)
-    if pretrained and config.backbone == "tinycnn":
-        raise ValueError(f"preset {name!r} has no pretrained weights; use pretrained=False")
     return RVOSModel.from_config(config, pretrained=pretrained)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib.models.registry import TEXT_ENCODERS
 
 __all__ = ["HashTokenizer", "TextEncoder", "TextFeatures", "known_text_configs"]
 
@@ -138,6 +139,11 @@ def _build_language_model(
     from transformers import AutoConfig, AutoModel
 
     if pretrained:
+        if config is not None:
+            raise ValueError(
+                f"pretrained=True loads {name_or_path!r} with its own architecture; config= "
+                "describes a randomly initialised model: pass one or the other"
+            )
         model = AutoModel.from_pretrained(name_or_path)
     else:
         if config is not None:
@@ -164,6 +170,7 @@ def _build_language_model(
     return model
 
 
+@TEXT_ENCODERS.register("huggingface")
 class TextEncoder(nn.Module):
     """Encode referring expressions with a Hugging Face encoder and project them.
 
@@ -288,6 +295,19 @@ class TextEncoder(nn.Module):
             return False
         tokenizer.save_pretrained(os.fspath(directory))
         return True
+
+    def adjust_saved_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Record the language model's architecture, so that loading never downloads."""
+        hf_config = self.language_model.config.to_dict()
+        spec["config"] = {
+            k: v
+            for k, v in hf_config.items()
+            if not k.startswith("_") and k not in ("transformers_version", "architectures")
+        }
+        spec["config"]["model_type"] = hf_config["model_type"]
+        if not isinstance(spec.get("tokenizer"), (str, type(None))):
+            spec["tokenizer"] = None  # an object: saved as files next to the config
+        return spec
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)

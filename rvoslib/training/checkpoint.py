@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rvoslib._io import atomic_directory
-from rvoslib.models.rvos import CONFIG_FILE, WEIGHTS_FILE, RVOSModel
+from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel
 
 __all__ = [
     "TRAINING_STATE_FILE",

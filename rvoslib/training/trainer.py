@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rvoslib._io import atomic_write_text
 from rvoslib.losses import RVOSLoss
-from rvoslib.models.rvos import WEIGHTS_FILE, RVOSModel
+from rvoslib.models.base import WEIGHTS_FILE, RVOSModel
 from rvoslib.training.callbacks import Callback
 from rvoslib.training.checkpoint import (
     config_differences,

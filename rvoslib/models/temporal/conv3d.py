@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib.models.registry import TEMPORAL_MODULES
 
 __all__ = ["TemporalModule"]
 
 
+@TEMPORAL_MODULES.register("conv3d")
 class TemporalModule(nn.Module):
     """Three 3x3x3 convolutions (``C -> 2C -> 2C -> C``) with a 1x1x1 residual.
 

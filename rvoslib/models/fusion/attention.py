@@ -7,45 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib.models.positions import sine_positions
+from rvoslib.models.registry import FUSIONS
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["CrossModalFusion", "MultiHeadCrossAttention", "sine_positions"]
+__all__ = ["CrossModalFusion", "MultiHeadCrossAttention"]
 
 FUSION_MODES = ("sentence", "tokens")
-
-
-def _pixel_centres(
-    size: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """Centres of ``size`` cells along one axis in ``[0, 1]``: ``(i + 0.5) / size``, ``(size,)``."""
-    return (torch.arange(size, device=device, dtype=dtype) + 0.5) / size
-
-
-def sine_positions(
-    height: int, width: int, dim: int, device: torch.device | None = None
-) -> torch.Tensor:
-    """A fixed 2D sine/cosine encoding of pixel centres in ``[0, 1]``.
-
-    Args:
-        height: Rows ``h``.
-        width: Columns ``w``.
-        dim: Channels, divisible by 4 (half for y, half for x; sine and cosine each).
-        device: Device of the result.
-
-    Returns:
-        ``(h, w, dim)`` float32.
-
-    Example:
-        >>> sine_positions(2, 3, 8).shape
-        torch.Size([2, 3, 8])
-    """
-    quarter = dim // 4
-    frequencies = 2.0 ** torch.arange(quarter, device=device, dtype=torch.float32) * torch.pi
-    ys, xs = _pixel_centres(height, device), _pixel_centres(width, device)
-    y_angles, x_angles = ys[:, None] * frequencies, xs[:, None] * frequencies
-    y_code = torch.cat([y_angles.sin(), y_angles.cos()], -1)[:, None, :].expand(height, width, -1)
-    x_code = torch.cat([x_angles.sin(), x_angles.cos()], -1)[None, :, :].expand(height, width, -1)
-    return torch.cat([y_code, x_code], dim=-1)
 
 
 class MultiHeadCrossAttention(nn.Module):
@@ -106,6 +74,7 @@ class MultiHeadCrossAttention(nn.Module):
         return self.out_proj(attended.transpose(1, 2).reshape(batch, num_queries, dim))
 
 
+@FUSIONS.register("cross_attention")
 class CrossModalFusion(nn.Module):
     """Fuse visual features with text: every visual position attends to the expression.
 
@@ -115,7 +84,7 @@ class CrossModalFusion(nn.Module):
     ``LayerNorm(visual + dropout(attention))``.
 
     Args:
-        visual_dim: Channels of the visual feature map.
+        visual_channels: Channels of the visual feature map.
         text_dim: Width of the text features.
         hidden_dim: Output channels.
         num_heads: Attention heads.
@@ -123,9 +92,6 @@ class CrossModalFusion(nn.Module):
         mode: ``"sentence"`` attends to the pooled sentence feature (the reference design);
             ``"tokens"`` attends to the token features, ignoring padding.
         attention: ``"sdpa"`` or ``"torch_mha"`` (see :class:`MultiHeadCrossAttention`).
-        gating: Multiply the output channel-wise by ``1 + Linear(sentence)``, a multiplicative
-            match between every position and the whole expression (attention alone mixes
-            token values and cannot say how well a position matches).
         positions: Add a fixed 2D sine encoding of (y, x) to the projected visual features, so
             that attention and the layers after it can use absolute position ("on the left").
 
@@ -138,7 +104,7 @@ class CrossModalFusion(nn.Module):
 
     def __init__(
         self,
-        visual_dim: int,
+        visual_channels: int,
         text_dim: int,
         hidden_dim: int = 256,
         num_heads: int = 8,
@@ -146,7 +112,6 @@ class CrossModalFusion(nn.Module):
         mode: str = "sentence",
         attention: str = "sdpa",
         positions: bool = False,
-        gating: bool = False,
     ) -> None:
         super().__init__()
         if positions and hidden_dim % 4:
@@ -155,9 +120,10 @@ class CrossModalFusion(nn.Module):
         if mode not in FUSION_MODES:
             raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
         self.mode = mode
-        self.visual_dim, self.text_dim, self.hidden_dim = visual_dim, text_dim, hidden_dim
+        self.visual_channels, self.text_dim, self.hidden_dim = visual_channels, text_dim, hidden_dim
+        self.out_channels = hidden_dim
         self.visual_proj = nn.Sequential(
-            nn.Conv2d(visual_dim, hidden_dim, kernel_size=1, bias=False),
+            nn.Conv2d(visual_channels, hidden_dim, kernel_size=1, bias=False),
             nn.BatchNorm2d(hidden_dim),
             nn.GELU(),
         )
@@ -167,13 +133,12 @@ class CrossModalFusion(nn.Module):
         self.attention = MultiHeadCrossAttention(hidden_dim, num_heads, dropout, attention)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_dim)
-        self.gate = nn.Linear(text_dim, hidden_dim) if gating else None
 
     def forward(self, visual: torch.Tensor, text: TextFeatures) -> torch.Tensor:
         """Fuse.
 
         Args:
-            visual: ``(B, T, C, h, w)`` visual features, ``C = visual_dim``.
+            visual: ``(B, T, C, h, w)`` visual features, ``C = visual_channels``.
             text: :class:`TextFeatures` with ``sentence (B, D)``, ``tokens (B, L, D)`` and
                 ``mask (B, L)``, ``D = text_dim``.
 
@@ -181,7 +146,9 @@ class CrossModalFusion(nn.Module):
             ``(B, T, hidden_dim, h, w)``.
         """
         if not is_compiling():
-            check_tensor(visual, "visual", ("B", "T", self.visual_dim, "h", "w"), floating=True)
+            check_tensor(
+                visual, "visual", ("B", "T", self.visual_channels, "h", "w"), floating=True
+            )
             check_tensor(text.sentence, "text.sentence", (visual.shape[0], self.text_dim))
             check_tensor(text.tokens, "text.tokens", (visual.shape[0], "L", self.text_dim))
         batch, frames, _, height, width = visual.shape
@@ -196,7 +163,5 @@ class CrossModalFusion(nn.Module):
         else:
             keys, key_mask = self.text_proj(text.tokens), text.mask.bool()
         fused = self.norm(queries + self.dropout(self.attention(queries, keys, key_mask)))
-        if self.gate is not None:
-            fused = fused * (1 + self.gate(text.sentence))[:, None, :]
         fused = fused.view(batch, frames, height, width, self.hidden_dim)
         return fused.permute(0, 1, 4, 2, 3)

@@ -1,0 +1,17 @@
+"""Visual backbones: multi-scale features of every frame (``BACKBONES``)."""
+
+from rvoslib.models.backbones.trunks import (
+    TinyConvNet,
+    freeze_batchnorm,
+    load_state_dict_file,
+    temporal_shift,
+)
+from rvoslib.models.backbones.visual import VisualBackbone
+
+__all__ = [
+    "TinyConvNet",
+    "VisualBackbone",
+    "freeze_batchnorm",
+    "load_state_dict_file",
+    "temporal_shift",
+]

@@ -1,0 +1,6 @@
+"""Temporal modules: mix information across the frames of a clip (``TEMPORAL_MODULES``)."""
+
+from rvoslib.models.temporal.conv3d import TemporalModule
+from rvoslib.models.temporal.identity import NoTemporalMixing
+
+__all__ = ["NoTemporalMixing", "TemporalModule"]
