@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from rvoslib.losses import RVOSLoss
-from rvoslib.models.presets import create_model
 from rvoslib.models.base import RVOSModel
+from rvoslib.models.presets import create_model
 
 __all__ = ["MODES", "BenchmarkResult", "benchmark_mode", "count_train_step_flops", "run_benchmarks"]
 

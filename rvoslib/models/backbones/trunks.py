@@ -17,6 +17,7 @@ __all__ = [
     "temporal_shift",
 ]
 
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state dict from a ``.safetensors``, ``.pth``/``.pt`` or ``.bin`` file.
 

@@ -15,7 +15,7 @@ from rvoslib.models.positions import pixel_centres
 from rvoslib.models.registry import HEADS
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["DynamicMaskKernels", "DynamicMaskHead"]
+__all__ = ["DynamicMaskHead", "DynamicMaskKernels"]
 
 
 class DynamicMaskKernels(nn.Module):
