@@ -1,4 +1,9 @@
-"""Atomic file and folder writes: nothing a user saved is ever half-written."""
+"""File helpers shared by every reader and writer of rvoslib.
+
+* Atomic writes: nothing a user saved is ever half-written (a temporary file in the target
+  folder, then ``os.replace``; the file gets the permissions of an ordinary new file).
+* :class:`ImageReadError`: the one error for a frame, mask or video that cannot be decoded.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,33 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["ImageReadError", "atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+
+
+class ImageReadError(OSError, ValueError):
+    """A frame, an annotation, a frame folder or a video file cannot be read.
+
+    Both an ``OSError`` (as a failed ``open``) and a ``ValueError`` (bad content), so that
+    ``except OSError`` and ``except ValueError`` both catch it. ``path`` names the file.
+
+    Args:
+        path: The file or folder that could not be read.
+        reason: What went wrong.
+        kind: What ``path`` is, for the message (``"image"``, ``"video"``).
+
+    Example:
+        >>> str(ImageReadError("a/00002.jpg", "truncated file"))
+        "cannot read image 'a/00002.jpg': truncated file"
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, kind: str = "image") -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.kind = kind
+        super().__init__(f"cannot read {kind} {self.path!r}: {reason}")
+
+    def __reduce__(self) -> tuple:  # picklable across DataLoader workers
+        return (type(self), (self.path, self.reason, self.kind))
 
 
 def _umask() -> int:
@@ -18,8 +49,16 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Readers see the old file or the new one, never half of it. The parent folders are
+    created; the file gets the usual permissions (``0o666`` minus the umask), not the
+    owner-only ones of ``mkstemp``.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -34,11 +73,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+    return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The DAVIS / PASCAL VOC colour map, shared by the readers, writers and visualisation."""
+"""The DAVIS palette (the PASCAL VOC colour map), shared by the readers, writers and viz."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["voc_palette"]
+__all__ = ["davis_palette", "voc_palette"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -24,6 +24,21 @@ def _palette() -> np.ndarray:
     return palette
 
 
-def voc_palette() -> np.ndarray:
-    """``(256, 3)`` uint8 RGB colours; row ``i`` is object id ``i`` (0 black, 1 ``(128, 0, 0)``)."""
+def davis_palette() -> np.ndarray:
+    """The palette of DAVIS / YouTube-VOS annotation PNGs: id 0 black, 1 red, 2 green, ...
+
+    The one palette of rvoslib (readers, writers, visualisation). Pass ``palette.tobytes()``
+    or ``palette.ravel().tolist()`` to ``PIL.Image.putpalette``.
+
+    Returns:
+        (256, 3) uint8 RGB colours, row i for object id i (a fresh, writable copy).
+
+    Example:
+        >>> davis_palette()[:3].tolist()
+        [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    """
     return _palette().copy()
+
+
+# The former name of the same function (rvoslib.viz still uses it).
+voc_palette = davis_palette

@@ -31,11 +31,17 @@ from typing import Any
 
 import torch
 
-from rvoslib.losses import RVOSLoss
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.presets import create_model
 
-__all__ = ["MODES", "BenchmarkResult", "benchmark_mode", "count_train_step_flops", "run_benchmarks"]
+__all__ = [
+    "MODES",
+    "BenchmarkResult",
+    "benchmark_batch",
+    "benchmark_mode",
+    "count_train_step_flops",
+    "run_benchmarks",
+]
 
 MODES = ("reference", "fp32", "fast")
 
@@ -114,63 +120,92 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _inputs(
+def benchmark_batch(
     model: RVOSModel, batch: int, frames: int, size: int, length: int, device: torch.device
-):
+) -> dict[str, torch.Tensor]:
+    """A random training batch for ``model``: ``frames (B, T, 3, S, S)``, ``masks``, ``valid``,
+    and ``text_ids``/``text_mask`` (referring models) or ``first_mask`` (VOS models)."""
     generator = torch.Generator().manual_seed(0)
-    video = torch.randn(batch, frames, 3, size, size, generator=generator).to(device)
-    vocab = model.text_encoder.language_model.config.vocab_size
-    ids = torch.randint(5, vocab, (batch, length), generator=generator).to(device)
-    mask = torch.ones(batch, length, dtype=torch.long, device=device)
-    masks = (torch.rand(batch, frames, size, size, generator=generator) > 0.5).float().to(device)
-    return video, ids, mask, masks
+    masks = (torch.rand(batch, frames, size, size, generator=generator) > 0.5).float()
+    tensors = {
+        "frames": torch.randn(batch, frames, 3, size, size, generator=generator),
+        "masks": masks,
+        "valid": torch.ones(batch, frames, dtype=torch.bool),
+    }
+    if getattr(model, "task", "rvos") == "vos":
+        tensors["first_mask"] = masks[:, 0]
+    else:
+        vocab = model.text_encoder.language_model.config.vocab_size
+        tensors["text_ids"] = torch.randint(5, vocab, (batch, length), generator=generator)
+        tensors["text_mask"] = torch.ones(batch, length, dtype=torch.long)
+    return {k: v.to(device) for k, v in tensors.items()}
 
 
-def count_train_step_flops(
-    model: RVOSModel,
-    video: torch.Tensor,
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    masks: torch.Tensor,
-) -> float:
-    """FLOPs of one forward + backward pass (``FlopCounterMode``; the optimizer is not counted)."""
+def count_train_step_flops(model: RVOSModel, batch: dict[str, torch.Tensor]) -> float:
+    """FLOPs of one forward + backward pass of the training step (``FlopCounterMode``; the
+    optimizer is not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    criterion = RVOSLoss()
+    from rvoslib.training.trainer import TrainingStep
+
     counter = FlopCounterMode(display=False)
     with counter:
-        criterion(model(video, ids, mask), masks).backward()
+        terms, _ = TrainingStep(model)(batch)
+        sum(terms.values()).backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
 
-def _configure(mode: str, preset: str, device: torch.device, compile_model: bool):
-    """Build the model, optimizer, autocast and scaler of a mode."""
-    from rvoslib.training.fast import apply_fast_path, maybe_compile
+def _configure(mode: str, preset: str, device: torch.device, compile_mode: str | None):
+    """Build the model, its training step and inference function, optimizer, autocast dtype and
+    scaler of a mode (the fast mode through :mod:`rvoslib.training.fast`, as the Trainer)."""
+    from rvoslib.training import fast
+    from rvoslib.training.trainer import TrainingStep
 
     cuda = device.type == "cuda"
     torch.manual_seed(0)
-    attention = "torch_mha" if mode == "reference" else "sdpa"
-    model = create_model(preset, attention=attention).to(device)
+    overrides = {"fusion": {"attention": "torch_mha"}} if mode == "reference" else {}
+    model = create_model(preset, **_supported(preset, overrides)).to(device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = mode != "fp32"
-    torch.backends.cudnn.benchmark = mode == "fast"
+    torch.backends.cudnn.benchmark = False
     dtype, scaler = None, None
     if mode == "reference" and cuda:
         dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
     elif mode == "fast" and cuda:
         dtype = torch.bfloat16
+    step: torch.nn.Module = TrainingStep(model)
+
+    def infer(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model.referred_logits(model.forward_batch(batch))
+
     compiled = False
-    runner: torch.nn.Module = model
     if mode == "fast":
-        apply_fast_path(model)
-        if compile_model and cuda:
-            runner, compiled = maybe_compile(model), True
+        fast.prepare_fast_path(model, device)
+        if compile_mode is not None and cuda:
+            step = fast.maybe_compile(step, **fast.compile_options(compile_mode))
+            infer = fast.maybe_compile(infer, **fast.compile_options(compile_mode))
+            compiled = True
+    fused = mode == "fast" and fast.use_fused_optimizer(device)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=1e-4, fused=True if mode == "fast" and cuda else None,
-        foreach=None if mode == "fast" and cuda else True,
-    )  # fmt: skip
-    return model, runner, optimizer, dtype, scaler, compiled
+        model.parameters(), lr=1e-4, fused=fused or None, foreach=None if fused else True
+    )
+    return model, step, infer, optimizer, dtype, scaler, compiled
+
+
+def _supported(preset: str, overrides: dict) -> dict:
+    """The overrides that apply to the preset (the reference attention exists in fusions that
+    have an ``attention`` option)."""
+    from rvoslib.models.presets import get_preset_config
+
+    config = get_preset_config(preset)
+    return {
+        part: spec
+        for part, spec in overrides.items()
+        if part in config.parts
+        and all(key in type(config).parts[part].accepted_keywords(getattr(config, part)["name"])
+                for key in spec)
+    }  # fmt: skip
 
 
 def benchmark_mode(
@@ -185,6 +220,7 @@ def benchmark_mode(
     repeats: int = 10,
     compile_model: bool = True,
     flops: float | None = None,
+    compile_mode: str = "default",
 ) -> BenchmarkResult:
     """Time one mode; see the module docstring for the method.
 
@@ -199,6 +235,7 @@ def benchmark_mode(
         warmup: Untimed runs before measuring (compilation happens here).
         repeats: Timed runs (the median is reported).
         compile_model: Let the ``fast`` mode use ``torch.compile`` on CUDA.
+        compile_mode: The fast path's compile mode (:func:`rvoslib.training.fast.compile_options`).
         flops: FLOPs of a train step if already counted.
 
     Raises:
@@ -208,7 +245,8 @@ def benchmark_mode(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     with _restored_backend_flags():
         return _benchmark(mode, preset, batch, frames, size, text_length, torch.device(device),
-                          warmup, repeats, compile_model, flops)  # fmt: skip
+                          warmup, repeats, compile_mode if compile_model else None,
+                          flops)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -229,16 +267,15 @@ def _restored_backend_flags():
 
 
 def _benchmark(mode, preset, batch, frames, size, text_length, device, warmup, repeats,
-               compile_model, flops) -> BenchmarkResult:  # fmt: skip
-    model, runner, optimizer, dtype, scaler, compiled = _configure(
-        mode, preset, device, compile_model
+               compile_mode, flops) -> BenchmarkResult:  # fmt: skip
+    model, step, infer, optimizer, dtype, scaler, compiled = _configure(
+        mode, preset, device, compile_mode
     )
-    video, ids, mask, masks = _inputs(model, batch, frames, size, text_length, device)
+    inputs = benchmark_batch(model, batch, frames, size, text_length, device)
     if mode == "fast":
-        video = video.contiguous(memory_format=torch.channels_last_3d)
-    criterion = RVOSLoss()
+        inputs["frames"] = inputs["frames"].contiguous(memory_format=torch.channels_last_3d)
     if flops is None:
-        flops = count_train_step_flops(model, video, ids, mask, masks)
+        flops = count_train_step_flops(model, inputs)
     autocast = (
         (lambda: torch.autocast(device.type, dtype=dtype))
         if dtype is not None
@@ -249,10 +286,13 @@ def _benchmark(mode, preset, batch, frames, size, text_length, device, warmup, r
     timer = _Timer(device, warmup, repeats)
     model.train()
     state: dict[str, torch.Tensor] = {}
+    mark_step = getattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
 
     def forward() -> None:
+        mark_step()
         with autocast():
-            state["loss"] = criterion(runner(video, ids, mask), masks)
+            terms, _ = step(inputs)
+            state["loss"] = sum(terms.values())
 
     def backward() -> None:
         loss = state["loss"]
@@ -280,11 +320,12 @@ def _benchmark(mode, preset, batch, frames, size, text_length, device, warmup, r
     state.clear()
     model.eval()
 
-    def infer() -> None:
+    def inference() -> None:
+        mark_step()
         with torch.inference_mode(), autocast():
-            runner(video, ids, mask)
+            infer(inputs)
 
-    infer_ms = timer(infer)
+    infer_ms = timer(inference)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return BenchmarkResult(

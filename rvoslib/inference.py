@@ -42,7 +42,30 @@ __all__ = [
     "check_expressions",
     "clip_windows",
     "model_input_size",
+    "predict_in_chunks",
 ]
+
+
+def predict_in_chunks(
+    model: nn.Module,
+    frames: torch.Tensor,
+    text_ids: torch.Tensor,
+    text_mask: torch.Tensor,
+    clip_len: int | None = None,
+) -> torch.Tensor:
+    """Logits of whole videos, ``clip_len`` frames per forward pass, the text encoded once.
+
+    Args:
+        model: An :class:`~rvoslib.models.RVOSModel`.
+        frames: ``(B, T, 3, H, W)``.
+        text_ids: ``(B, L)``.
+        text_mask: ``(B, L)``.
+        clip_len: Frames per forward pass (``None``: all ``T`` at once).
+
+    Returns:
+        ``(B, T, 1, H, W)`` float32 logits (:meth:`RVOSModel.predict`).
+    """
+    return model.predict({"frames": frames, "text_ids": text_ids, "text_mask": text_mask}, clip_len)
 
 
 def clip_windows(num_frames: int, clip_len: int, overlap: int) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,14 +29,15 @@ from typing import Any
 import torch
 
 from rvoslib._checks import format_shape
+from rvoslib._io import ImageReadError
 
 __all__ = [
     "FRAME_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "FrameFolderSource",
+    "ImageReadError",
     "TensorSource",
     "VideoFileSource",
-    "VideoReadError",
     "VideoSource",
     "list_frames",
     "open_video",
@@ -46,12 +48,20 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
-class VideoReadError(ValueError):
-    """A video, a frame folder or one of its frames cannot be read. ``path`` names it."""
+def _video_error(path: str | os.PathLike, reason: str) -> ImageReadError:
+    return ImageReadError(path, reason, kind="video")
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
-        super().__init__(f"cannot read video {self.path!r}: {reason}")
+
+def __getattr__(name: str) -> Any:
+    if name == "VideoReadError":  # deprecated alias, kept importable
+        warnings.warn(
+            "rvoslib.video_io.VideoReadError is deprecated; use rvoslib.video_io.ImageReadError "
+            "(the same class as rvoslib.data.ImageReadError, an OSError and a ValueError)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ImageReadError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class VideoSource:
@@ -88,7 +98,7 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
-        VideoReadError: ``folder`` holds no frame.
+        ImageReadError: ``folder`` holds no frame.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -99,7 +109,7 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
         if path.suffix.lower() in FRAME_EXTENSIONS and not path.name.startswith(".")
     )
     if not frames:
-        raise VideoReadError(folder, f"the folder holds no frame ({', '.join(FRAME_EXTENSIONS)})")
+        raise _video_error(folder, f"the folder holds no frame ({', '.join(FRAME_EXTENSIONS)})")
     return frames
 
 
@@ -110,7 +120,7 @@ def _header_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
     except (OSError, ValueError, SyntaxError) as error:
-        raise VideoReadError(path, str(error) or type(error).__name__) from error
+        raise _video_error(path, str(error) or type(error).__name__) from error
     return height, width
 
 
@@ -124,7 +134,7 @@ def _decode_file(path: Path, size: tuple[int, int]) -> torch.Tensor:
         flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
         image = cv2.imread(str(path), flags)
         if image is None:
-            raise VideoReadError(path, "not a decodable image (missing, truncated or corrupt)")
+            raise _video_error(path, "not a decodable image (missing, truncated or corrupt)")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     else:
         import numpy as np
@@ -134,9 +144,9 @@ def _decode_file(path: Path, size: tuple[int, int]) -> torch.Tensor:
             with Image.open(path) as opened:
                 image = np.asarray(opened.convert("RGB"))
         except (OSError, ValueError, SyntaxError) as error:
-            raise VideoReadError(path, str(error) or type(error).__name__) from error
+            raise _video_error(path, str(error) or type(error).__name__) from error
     if image.shape[:2] != size:
-        raise VideoReadError(
+        raise _video_error(
             path, f"frame is {image.shape[1]}x{image.shape[0]}, expected {size[1]}x{size[0]}"
         )
     return torch.from_numpy(image).permute(2, 0, 1).contiguous()
@@ -158,7 +168,7 @@ class FrameFolderSource(VideoSource):
 
     Raises:
         FileNotFoundError: the folder does not exist.
-        VideoReadError: no frame, an unreadable frame, or frames of different sizes.
+        ImageReadError: no frame, an unreadable frame, or frames of different sizes.
     """
 
     def __init__(
@@ -181,7 +191,7 @@ class FrameFolderSource(VideoSource):
         for path in self.files[1:]:
             size = _header_size(path)
             if size != (self.height, self.width):
-                raise VideoReadError(
+                raise _video_error(
                     self.folder,
                     f"frame {path.name!r} is {size[1]}x{size[0]} but {self.files[0].name!r} is "
                     f"{self.width}x{self.height}; all frames must have one size",
@@ -212,7 +222,7 @@ class FrameFolderSource(VideoSource):
         from torchvision.io import decode_jpeg, read_file
 
         if any(path.suffix.lower() not in (".jpg", ".jpeg") for path in self.files):
-            raise VideoReadError(self.folder, "decode_device='cuda' needs JPEG frames only")
+            raise _video_error(self.folder, "decode_device='cuda' needs JPEG frames only")
         with ThreadPoolExecutor(self.num_workers, thread_name_prefix="rvos-read") as pool:
             for start in range(0, len(self.files), self.prefetch):
                 batch = self.files[start : start + self.prefetch]
@@ -220,9 +230,7 @@ class FrameFolderSource(VideoSource):
                 try:
                     frames = decode_jpeg(data, device=self.decode_device)
                 except RuntimeError as error:
-                    raise VideoReadError(
-                        self.folder, f"frames {batch[0].name}..: {error}"
-                    ) from error
+                    raise _video_error(self.folder, f"frames {batch[0].name}..: {error}") from error
                 yield from frames
 
 
@@ -235,7 +243,7 @@ class VideoFileSource(VideoSource):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        VideoReadError: OpenCV is missing, or the file cannot be opened or holds no frame.
+        ImageReadError: OpenCV is missing, or the file cannot be opened or holds no frame.
     """
 
     def __init__(self, path: str | os.PathLike, *, prefetch: int = 16) -> None:
@@ -246,7 +254,7 @@ class VideoFileSource(VideoSource):
         try:
             ok, frame = capture.read()
             if not ok or frame is None:
-                raise VideoReadError(self.path, "the file holds no decodable frame")
+                raise _video_error(self.path, "the file holds no decodable frame")
             self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
             import cv2
 
@@ -264,14 +272,12 @@ class VideoFileSource(VideoSource):
         try:
             import cv2
         except ImportError as error:
-            raise VideoReadError(
+            raise _video_error(
                 self.path, "reading video files needs OpenCV: pip install opencv-python-headless"
             ) from error
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
-            raise VideoReadError(
-                self.path, "not a video OpenCV can decode (corrupt or unsupported)"
-            )
+            raise _video_error(self.path, "not a video OpenCV can decode (corrupt or unsupported)")
         return capture
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -287,7 +293,7 @@ class VideoFileSource(VideoSource):
                     if not ok:
                         return
                     if frame.shape[:2] != size:
-                        raise VideoReadError(self.path, f"frame size changed to {frame.shape[:2]}")
+                        raise _video_error(self.path, f"frame size changed to {frame.shape[:2]}")
                     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                     yield torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
             finally:
@@ -385,7 +391,7 @@ def open_video(
 
     Raises:
         FileNotFoundError: the path does not exist (named).
-        VideoReadError: the path cannot be read as a video (named), e.g. an empty folder.
+        ImageReadError: the path cannot be read as a video (named), e.g. an empty folder.
 
     Example:
         >>> source = open_video(torch.zeros(5, 3, 32, 48, dtype=torch.uint8))
@@ -406,7 +412,7 @@ def open_video(
     if not path.exists():
         raise FileNotFoundError(f"video {str(path)!r} not found (expected a folder or a file)")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise VideoReadError(
+        raise _video_error(
             path,
             f"unsupported suffix {path.suffix!r}; expected a frame folder or one of "
             f"{', '.join(VIDEO_EXTENSIONS)}",

@@ -32,6 +32,7 @@ __all__ = [
     "plot_clip",
     "plot_history",
     "save_animation",
+    "write_overlay_strips",
 ]
 
 ANIMATION_FORMATS = (".gif", ".mp4")
@@ -380,3 +381,61 @@ def plot_history(
         axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+@torch.no_grad()
+def write_overlay_strips(
+    model: torch.nn.Module,
+    dataset: Any,
+    folder: str | os.PathLike,
+    count: int,
+    *,
+    collate_fn: Any,
+    device: torch.device | str = "cpu",
+    threshold: float = 0.5,
+    clip_len: int | None = None,
+    frames_per_strip: int | None = None,
+) -> list[Path]:
+    """Draw a model's predictions on the first ``count`` items of ``dataset``, one PNG each.
+
+    Each ``<video>_<exp_id>.png`` shows the clip's frames side by side with the predicted mask
+    overlaid; ``captions.txt`` lists the expressions.
+
+    Args:
+        model: An :class:`~rvoslib.models.RVOSModel` on ``device``.
+        dataset: Whole-video items (as for validation).
+        folder: Output folder (created).
+        count: Number of items to draw.
+        collate_fn: Builds a batch of one item.
+        device: Where the model runs.
+        threshold: Probability threshold.
+        clip_len: Frames per forward pass (``None``: all).
+        frames_per_strip: Evenly spaced frames per strip (``None``: every frame).
+
+    Returns:
+        The written PNG paths.
+    """
+    from PIL import Image
+
+    from rvoslib._io import atomic_write_text
+    from rvoslib.data import denormalize
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    captions, paths = [], []
+    for index in range(min(count, len(dataset))):
+        batch = collate_fn([dataset[index]])
+        tensors = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        probabilities = model.predict(tensors, clip_len).sigmoid()[0, :, 0].cpu()
+        images = np.asarray(
+            overlay_masks(denormalize(batch["frames"][0]), probabilities > threshold)
+        )
+        if frames_per_strip is not None:
+            images = images[:: max(1, len(images) // frames_per_strip)][:frames_per_strip]
+        name = f"{batch['video_id'][0]}_{batch['exp_id'][0]}.png"
+        Image.fromarray(np.concatenate(list(images), axis=1)).save(folder / name)
+        captions.append(f"{name}: {batch['expression'][0]}\n")
+        paths.append(folder / name)
+    atomic_write_text(folder / "captions.txt", "".join(captions))
+    return paths

@@ -40,7 +40,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = create_model("tiny", hidden_dim=32, num_heads=2, head_hidden=16, fusion_dropout=0.1)
+    model = create_model(
+        "tiny",
+        text_encoder={"out_dim": 32},
+        fusion={"hidden_dim": 32, "num_heads": 2, "dropout": 0.1},
+        head={"hidden_channels": 16},
+    )
     train = SyntheticRVOSDataset(num_videos=12, num_frames=2, size=32, seed=1)
     val = (
         SyntheticRVOSDataset(num_videos=4, num_frames=2, size=32, seed=2) if args.validate else None

@@ -145,11 +145,16 @@ def test_refdavis_text_layout(tmp_path: Path) -> None:
     )
     (texts / "Davis17_annot2.txt").write_text("dogs 2 'the middle dog'\n")
     dataset = RefDAVISDataset(tmp_path, split="train", expressions="annot1")
+    # ReferFormer's numbering: the i-th object's annot1 expression is 4 * i + 0.
     assert [(r.video_id, r.exp_id, r.obj_id, r.expression) for r in dataset.records] == [
         ("dogs", "0", 1, "the dog on the left"),
-        ("dogs", "1", 3, "a brown dog running"),
+        ("dogs", "4", 3, "a brown dog running"),
         ("kite", "0", 2, "the kite"),
     ]
+    assert dataset.text.files == {"annot1": texts / "Davis17_annot1.txt"}
+    with pytest.warns(RuntimeWarning, match="no expressions"):
+        second = RefDAVISDataset(tmp_path, split="train", expressions="annot2")
+    assert [(r.exp_id, r.obj_id) for r in second.records] == [("2", 2)]
     item = dataset[1]
     frames, labels = videos["dogs"]
     assert torch.equal(item["masks"].bool(), torch.from_numpy(labels == 3))

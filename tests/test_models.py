@@ -7,7 +7,7 @@ import torch
 
 import rvoslib
 from rvoslib import RVOSModel, create_model, list_presets
-from rvoslib.models import RVOSConfig
+from rvoslib.models import FusionModel
 
 PRESETS = list_presets()
 HEAVY = {"seed-r18", "seed-r50", "rvos-r50"}
@@ -61,9 +61,8 @@ def test_save_load_round_trip(models, name, tmp_path) -> None:
         expected = model(video, ids, mask)
     model.save_pretrained(tmp_path / "saved")
     restored = RVOSModel.from_pretrained(tmp_path / "saved").eval()
-    assert restored.config == model.config.replace(
-        text_config=restored.config.text_config, tokenizer=restored.config.tokenizer
-    )
+    saved = model.config.replace(text_encoder={"tokenizer": None})
+    assert restored.config.replace(text_encoder={"tokenizer": None}) == saved
     with torch.no_grad():
         torch.testing.assert_close(restored(video, ids, mask), expected, rtol=0, atol=0)
 
@@ -174,17 +173,20 @@ def test_create_model_errors() -> None:
         KeyError, match="unknown preset 'nope'; valid presets: rvos-r50, seed-r18, seed-r50, tiny"
     ):
         create_model("nope")
-    with pytest.raises(ValueError, match=r"unknown RVOSConfig keys \['hiden_dim'\]"):
+    with pytest.raises(ValueError, match=r"\['hiden_dim'\] not fields of FusionConfig"):
         create_model("tiny", hiden_dim=3)
+    with pytest.raises(ValueError, match="'hidden_dim' is now the fusion spec's hidden_dim"):
+        create_model("tiny", hidden_dim=3)
     with pytest.raises(ValueError, match="no pretrained weights"):
         create_model("tiny", pretrained=True)
 
 
-def test_overrides_and_config_round_trip() -> None:
-    model = create_model("tiny", hidden_dim=32, num_heads=2)
-    assert model.fusion.hidden_dim == 32
-    config = RVOSConfig.from_dict(model.config.to_dict())
-    assert config == model.config
+def test_overrides_merge_or_replace_part_specs() -> None:
+    model = create_model("tiny", fusion={"num_heads": 2}, temporal={"name": "identity"})
+    assert model.fusion.attention.num_heads == 2
+    assert model.config.fusion["mode"] == "tokens"  # the rest of the preset's spec is kept
+    assert model.config.temporal == {"name": "identity"}
+    assert type(model.config).from_dict(model.config.to_dict()) == model.config
 
 
 def test_from_pretrained_names_missing_file(tmp_path) -> None:
@@ -193,50 +195,66 @@ def test_from_pretrained_names_missing_file(tmp_path) -> None:
 
 
 def test_parts_must_fit() -> None:
-    from rvoslib.models import (
-        CrossModalFusion,
-        SegmentationHead,
-        TemporalModule,
-        TextEncoder,
-        VisualBackbone,
-    )
+    from rvoslib.models import CrossModalFusion, SegmentationHead, TemporalModule, VisualBackbone
 
     backbone = VisualBackbone("tinycnn", out_strides=(32,))
     text = create_model("tiny").text_encoder
-    assert isinstance(text, TextEncoder)
-    with pytest.raises(
-        ValueError,
-        match=r"fusion.visual_dim \(10\) must equal the backbone's last out_channels \(64\)",
-    ):
-        RVOSModel(
+    with pytest.raises(ValueError, match="backbone gives 64 channels but fusion expects 10"):
+        FusionModel(
             backbone=backbone,
             text_encoder=text,
             fusion=CrossModalFusion(10, text.out_dim, hidden_dim=8, num_heads=2),
             temporal=TemporalModule(8),
             head=SegmentationHead(8),
         )
+    with pytest.raises(ValueError, match="fusion gives 8 channels but head expects 16"):
+        FusionModel(
+            backbone=backbone,
+            text_encoder=text,
+            fusion=CrossModalFusion(64, text.out_dim, hidden_dim=8, num_heads=2),
+            temporal=TemporalModule(8),
+            head=SegmentationHead(16),
+        )
 
 
-def test_composition_by_injection() -> None:
-    from rvoslib.models import (
-        CrossModalFusion,
-        MultiScaleSegmentationHead,
-        VisualBackbone,
-    )
+def test_composition_by_injection_saves_and_restores(tmp_path) -> None:
+    from rvoslib.models import CrossModalFusion, MultiScaleSegmentationHead, VisualBackbone
 
     backbone = VisualBackbone("tinycnn", out_strides=(8, 16, 32), channels=(8, 16, 32, 64))
     text = create_model("tiny").text_encoder
-    model = RVOSModel(
+    model = FusionModel(
         backbone=backbone,
         text_encoder=text,
         fusion=CrossModalFusion(
             backbone.out_channels[-1], text.out_dim, hidden_dim=16, num_heads=2
         ),
         temporal=None,
-        head=MultiScaleSegmentationHead(16, backbone.out_channels[-2::-1], hidden_channels=8),
-    )
+        head=MultiScaleSegmentationHead(16, backbone.out_channels[-2::-1], text.out_dim, 8),
+    ).eval()
     tokens = model.tokenize(["the left one"])
-    assert model(torch.randn(1, 2, 3, 64, 96), tokens["input_ids"]).shape == (1, 2, 1, 64, 96)
+    frames = torch.randn(1, 2, 3, 64, 96)
+    with torch.no_grad():
+        logits = model(frames, tokens["input_ids"])
+    assert logits.shape == (1, 2, 1, 64, 96)
+    model.save_pretrained(tmp_path / "hand-built")
+    restored = RVOSModel.from_pretrained(tmp_path / "hand-built").eval()
+    assert restored.config.temporal == {"name": "identity"}
+    with torch.no_grad():
+        torch.testing.assert_close(restored(frames, tokens["input_ids"]), logits, rtol=0, atol=0)
+
+
+def test_rvos_model_with_parts_is_a_deprecated_fusion_model() -> None:
+    parts = create_model("tiny")
+    with pytest.warns(DeprecationWarning, match="use|FusionModel"):
+        model = RVOSModel(
+            backbone=parts.backbone,
+            text_encoder=parts.text_encoder,
+            fusion=parts.fusion,
+            temporal=parts.temporal,
+            head=parts.head,
+        )
+    assert isinstance(model, FusionModel)
+    assert model.config == parts.config
 
 
 def test_saved_files_have_normal_permissions(tmp_path) -> None:
@@ -251,32 +269,3 @@ def test_saved_files_have_normal_permissions(tmp_path) -> None:
 
     atomic_write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~umask
-
-
-def test_pooled_levels_feed_the_fusion_every_level() -> None:
-    from rvoslib.models import CrossModalFusion, SegmentationHead, VisualBackbone
-
-    model = create_model("tiny", fusion_pooled_levels=True).eval()
-    assert model.fusion.visual_dim == sum(model.backbone.out_channels)
-    tokens = model.tokenize(["the red circle"])
-    frames = torch.randn(1, 2, 3, 97, 131)
-    assert model(frames, tokens["input_ids"], tokens["attention_mask"]).shape == (1, 2, 1, 97, 131)
-    seen = []
-    model.fusion.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
-    with torch.no_grad():  # the fusion input holds the channels of every level
-        model(frames, tokens["input_ids"], tokens["attention_mask"])
-    assert seen[0][2] == model.fusion.visual_dim
-    backbone = VisualBackbone("tinycnn", out_strides=(8, 16))  # 32 + 32 (refined) channels
-    text = model.text_encoder
-    with pytest.raises(
-        ValueError,
-        match=r"visual_dim \(32\) must equal the sum of the backbone's out_channels \(64\)",
-    ):
-        RVOSModel(
-            backbone=backbone,
-            text_encoder=text,
-            fusion=CrossModalFusion(32, text.out_dim, hidden_dim=8, num_heads=2),
-            temporal=None,
-            head=SegmentationHead(8),
-            pooled_levels=True,
-        )

@@ -228,24 +228,19 @@ def test_temporal_module_mixes_frames() -> None:
 
 
 def test_heads_upsample_to_exact_size() -> None:
-    assert SegmentationHead(8, 4)(torch.randn(1, 8, 4, 5), output_size=(97, 131)).shape == (
-        1,
-        1,
-        97,
-        131,
-    )
-    head = MultiScaleSegmentationHead(8, [6, 4], hidden_channels=4, text_dim=10)
-    skips = [torch.randn(1, 6, 7, 9), torch.randn(1, 4, 13, 17)]
-    assert head(torch.randn(1, 8, 4, 5), skips, (97, 131), torch.randn(1, 10)).shape == (
-        1,
-        1,
-        97,
-        131,
-    )
-    with pytest.raises(ValueError, match="text .* is required"):
-        head(torch.randn(1, 8, 4, 5), skips, (97, 131))
+    head = SegmentationHead(8, 4)
+    assert head(torch.randn(1, 2, 8, 4, 5), output_size=(97, 131)).shape == (1, 2, 1, 97, 131)
+    head = MultiScaleSegmentationHead(8, [6, 4], text_dim=10, hidden_channels=4)
+    skips = [torch.randn(1, 2, 6, 7, 9), torch.randn(1, 2, 4, 13, 17)]
+    text = TextFeatures(torch.randn(1, 10), torch.randn(1, 3, 10), torch.ones(1, 3).bool())
+    fused = torch.randn(1, 2, 8, 4, 5)
+    out = head(fused, skips=skips, text=text, output_size=(97, 131))
+    assert out.shape == (1, 2, 1, 97, 131)
     with pytest.raises(ValueError, match=r"skips must hold 2 maps with channels \[6, 4\], got 1"):
-        head(torch.randn(1, 8, 4, 5), skips[:1], (97, 131), torch.randn(1, 10))
+        head(fused, skips=skips[:1], text=text, output_size=(97, 131))
+    with pytest.raises(ValueError, match=r"text.sentence must be \(1, 10\), got \(1, 7\)"):
+        bad = TextFeatures(torch.randn(1, 7), torch.randn(1, 3, 7), torch.ones(1, 3).bool())
+        head(fused, skips=skips, text=bad, output_size=(97, 131))
 
 
 def test_fusion_positions_make_output_position_dependent() -> None:
@@ -263,63 +258,6 @@ def test_fusion_positions_make_output_position_dependent() -> None:
     assert not torch.allclose(out[..., 0, 0], out[..., 0, 3])
     with pytest.raises(ValueError, match="divisible by 4, got 18"):
         CrossModalFusion(8, 32, hidden_dim=18, num_heads=2, positions=True)
-
-
-def test_multiscale_head_image_branch() -> None:
-    head = MultiScaleSegmentationHead(8, [6], hidden_channels=4, image_channels=5)
-    assert head.uses_images and not SegmentationHead.uses_images
-    skips = [torch.randn(2, 6, 25, 33)]
-    images = torch.randn(2, 3, 97, 131)
-    logits = head(torch.randn(2, 8, 13, 17), skips, (97, 131), images=images)
-    assert logits.shape == (2, 1, 97, 131)
-    logits.sum().backward()
-    assert head.image_branch[0].weight.grad is not None
-    with pytest.raises(ValueError, match=r"images must be \(2, 3, H, W\)"):
-        head(torch.randn(2, 8, 13, 17), skips, (97, 131), images=torch.randn(2, 1, 97, 131))
-
-
-@pytest.mark.parametrize("size", [(64, 64), (97, 131)])
-def test_pixel_shuffle_upsampling(size) -> None:
-    head = MultiScaleSegmentationHead(
-        8, [6], hidden_channels=4, upsample="pixel_shuffle", upsample_factor=4
-    )
-    skip = torch.randn(1, 6, -(-size[0] // 4), -(-size[1] // 4))
-    logits = head(torch.randn(1, 8, 3, 3), [skip], size)
-    assert logits.shape == (1, 1, *size)
-    assert head.classifier.out_channels == 16
-    with pytest.raises(
-        ValueError, match="upsample must be 'bilinear' or 'pixel_shuffle', got 'nearest'"
-    ):
-        MultiScaleSegmentationHead(8, [6], upsample="nearest")
-
-
-def test_fusion_gating_depends_on_the_sentence() -> None:
-    fusion = CrossModalFusion(8, 32, hidden_dim=16, num_heads=2, mode="tokens", gating=True).eval()
-    visual, text = torch.randn(2, 1, 8, 3, 3), _features()
-    other = text._replace(sentence=text.sentence + 1.0)  # same tokens, other sentence feature
-    with torch.no_grad():
-        assert not torch.allclose(fusion(visual, text), fusion(visual, other))
-    assert fusion.gate.in_features == 32 and fusion.gate.out_features == 16
-
-
-def test_top_down_neck() -> None:
-    from rvoslib.models.head import TopDownNeck
-
-    neck = TopDownNeck(8, 16, 12)
-    out = neck(torch.randn(2, 8, 13, 17), torch.randn(2, 16, 7, 9))
-    assert out.shape == (2, 12, 13, 17)
-    with pytest.raises(ValueError, match=r"coarse must be \(2, 16, h, w\), got \(2, 15, 7, 9\)"):
-        neck(torch.randn(2, 8, 13, 17), torch.randn(2, 15, 7, 9))
-
-
-def test_model_with_neck_fuses_at_the_finer_stride() -> None:
-    from rvoslib import create_model
-
-    model = create_model("tiny", neck=True)
-    assert model.fusion.visual_dim == model.config.hidden_dim
-    assert model.head.skip_channels == [model.backbone.out_channels[0]]
-    with pytest.raises(ValueError, match="neck=True needs at least 2 out_strides"):
-        create_model("tiny", neck=True, out_strides=(16,))
 
 
 def test_dynamic_mask_kernels_locate_and_predict() -> None:
@@ -348,16 +286,23 @@ def test_dynamic_mask_kernels_locate_and_predict() -> None:
         kernels(coarse, torch.randn(2, 5, 16, 32), torch.randn(2, 5))
 
 
-def test_dynamic_kernels_in_the_multiscale_head() -> None:
-    head = MultiScaleSegmentationHead(8, [6], hidden_channels=4, text_dim=10, dynamic_width=3)
-    logits = head(
-        torch.randn(2, 8, 4, 4), [torch.randn(2, 6, 16, 16)], (61, 64), torch.randn(2, 10)
-    )
-    assert logits.shape == (2, 1, 61, 64)
-    with pytest.raises(ValueError, match="dynamic_width > 0 needs text_dim"):
-        MultiScaleSegmentationHead(8, [6], dynamic_width=3)
-    with pytest.raises(ValueError, match="upsample='bilinear', got text_dim=10"):
-        MultiScaleSegmentationHead(8, [6], text_dim=10, upsample="pixel_shuffle", dynamic_width=3)
+def test_dynamic_mask_head_adds_kernel_logits() -> None:
+    from rvoslib.models import DynamicMaskHead
+
+    head = DynamicMaskHead(8, [6], text_dim=10, hidden_channels=4, dynamic_width=3).eval()
+    text = TextFeatures(torch.randn(2, 10), torch.randn(2, 3, 10), torch.ones(2, 3).bool())
+    fused, skips = torch.randn(2, 1, 8, 4, 4), [torch.randn(2, 1, 6, 16, 16)]
+    logits = head(fused, skips=skips, text=text, output_size=(61, 64))
+    assert logits.shape == (2, 1, 1, 61, 64)
+    with torch.no_grad():  # without its kernels it is the FPN head
+        head.dynamic.controller.weight.zero_()
+        head.dynamic.controller.bias.zero_()
+        plain = MultiScaleSegmentationHead.forward(
+            head, fused, skips=skips, text=text, output_size=(61, 64)
+        )
+        torch.testing.assert_close(head(fused, skips=skips, text=text, output_size=(61, 64)), plain)
+    with pytest.raises(ValueError, match="num_layers and width must be >= 1, got 3 and 0"):
+        DynamicMaskHead(8, [6], text_dim=10, dynamic_width=0)
 
 
 def test_temporal_shift_moves_channels_between_frames() -> None:

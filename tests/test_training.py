@@ -12,15 +12,14 @@ import pytest
 import torch
 
 from rvoslib import RVOSLoss, create_model
-from rvoslib.data import SyntheticRVOSDataset
+from rvoslib.data import ShuffledTextDataset, SyntheticRVOSDataset
+from rvoslib.metrics.batch import batch_iou
 from rvoslib.training import (
     LambdaCallback,
     NonFiniteLossError,
     ShardSampler,
-    ShuffledTextDataset,
     Trainer,
     TrainerConfig,
-    batch_iou,
     load_training_state,
 )
 
@@ -29,7 +28,12 @@ SCRIPT = Path(__file__).with_name("_train_script.py")
 
 def small_model():
     torch.manual_seed(0)
-    return create_model("tiny", hidden_dim=32, num_heads=2, head_hidden=16)
+    return create_model(
+        "tiny",
+        text_encoder={"out_dim": 32},
+        fusion={"hidden_dim": 32, "num_heads": 2},
+        head={"hidden_channels": 16},
+    )
 
 
 def small_data(videos=8, frames=2, size=32, seed=1):
@@ -195,12 +199,12 @@ def test_early_stopping() -> None:
 def test_resume_with_different_config_names_keys(tmp_path) -> None:
     Trainer(small_model(), small_data(videos=2), config=config(output_dir=str(tmp_path))).fit()
     with pytest.raises(
-        ValueError, match=r"its config differs in lr: 0.0005 \(checkpoint\) != 0.001 \(now\)"
+        ValueError, match=r"its settings differ in lr: 0.0005 \(checkpoint\) != 0.001 \(now\)"
     ):
         Trainer(
             small_model(), small_data(videos=2), config=config(lr=1e-3), resume=tmp_path / "last"
         )
-    with pytest.raises(ValueError, match="hidden_dim: 32 \\(checkpoint\\) != 64 \\(now\\)"):
+    with pytest.raises(ValueError, match="fusion.hidden_dim: 32 \\(checkpoint\\) != 64 \\(now\\)"):
         Trainer(
             create_model("tiny"), small_data(videos=2), config=config(), resume=tmp_path / "last"
         )
@@ -305,7 +309,7 @@ def test_max_time_stops_early_but_still_validates() -> None:
 
 
 def test_predict_in_chunks_equals_one_pass() -> None:
-    from rvoslib.training import predict_in_chunks
+    from rvoslib.inference import predict_in_chunks
 
     model = small_model().eval()
     tokens = model.tokenize(["the red circle"])
@@ -318,12 +322,20 @@ def test_predict_in_chunks_equals_one_pass() -> None:
     assert pieces.shape == whole.shape and pieces.dtype == torch.float32
 
 
-def test_write_overlays(tmp_path) -> None:
+def test_write_overlay_strips(tmp_path) -> None:
     from PIL import Image
 
-    trainer = Trainer(small_model(), small_data(videos=2), config=config())
-    paths = trainer.write_overlays(
-        small_data(videos=2, frames=4, seed=3), tmp_path, 5, frames_per_strip=2
+    from rvoslib.data import RVOSCollator
+    from rvoslib.viz import write_overlay_strips
+
+    model = small_model()
+    paths = write_overlay_strips(
+        model,
+        small_data(videos=2, frames=4, seed=3),
+        tmp_path,
+        5,
+        collate_fn=RVOSCollator(model.text_encoder),
+        frames_per_strip=2,
     )
     assert len(paths) == 2 and all(p.is_file() for p in paths)
     assert Image.open(paths[0]).size == (2 * 32, 32)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rvoslib.video_io import VideoReadError, list_frames, open_video, read_video
+from rvoslib.video_io import ImageReadError, list_frames, open_video, read_video
 
 
 def _frames(folder, sizes):
@@ -26,7 +26,7 @@ def test_folder_is_read_in_order(tmp_path):
 
 def test_empty_folder_names_the_path(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(VideoReadError, match="empty"):
+    with pytest.raises(ImageReadError, match="empty"):
         open_video(tmp_path / "empty")
 
 
@@ -37,28 +37,28 @@ def test_missing_path_names_it(tmp_path):
 
 def test_frames_of_different_sizes_name_the_first_odd_frame(tmp_path):
     folder = _frames(tmp_path / "v", [(20, 10), (20, 10), (22, 10), (24, 10)])
-    with pytest.raises(VideoReadError, match="'002.png'"):
+    with pytest.raises(ImageReadError, match="'002.png'"):
         open_video(folder)
 
 
 def test_unreadable_video_file_names_the_path(tmp_path):
     path = tmp_path / "broken.mp4"
     path.write_bytes(b"not a video at all")
-    with pytest.raises(VideoReadError, match="broken.mp4"):
+    with pytest.raises(ImageReadError, match="broken.mp4"):
         open_video(path)
 
 
 def test_corrupt_frame_names_the_file(tmp_path):
     folder = _frames(tmp_path / "v", [(20, 10)] * 2)
     (folder / "002.jpg").write_bytes(b"\xff\xd8garbage")
-    with pytest.raises(VideoReadError, match="002.jpg"):
+    with pytest.raises(ImageReadError, match="002.jpg"):
         read_video(folder)
 
 
 def test_unsupported_suffix(tmp_path):
     path = tmp_path / "video.txt"
     path.write_text("x")
-    with pytest.raises(VideoReadError, match="unsupported suffix"):
+    with pytest.raises(ImageReadError, match="unsupported suffix"):
         open_video(path)
 
 

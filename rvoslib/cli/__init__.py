@@ -31,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rvos", description="Referring video object segmentation with rvoslib."
     )
     parser.add_argument("--version", action="version", version=f"rvoslib {__version__}")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a Python module first, e.g. one that registers your own model parts",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMANDS.values():
         try:
@@ -45,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rvos`` command; returns the exit code."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    for module_name in _imports(argv):  # before the parser: they may register choices
+        importlib.import_module(module_name)
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -59,3 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rvos {args.command}: error: {message}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _imports(argv: Sequence[str]) -> list[str]:
+    """The modules named by ``--import MODULE`` / ``--import=MODULE`` before the subcommand."""
+    names = []
+    for index, token in enumerate(argv):
+        if token in SUBCOMMANDS:
+            break
+        if token == "--import" and index + 1 < len(argv):
+            names.append(argv[index + 1])
+        elif token.startswith("--import="):
+            names.append(token.split("=", 1)[1])
+    return names

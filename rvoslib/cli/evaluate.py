@@ -1,4 +1,9 @@
-"""``rvos eval``: J, F and J&F of a checkpoint on a dataset, per sequence and overall."""
+"""``rvos eval``: J, F and J&F of a checkpoint on a dataset, per sequence and overall.
+
+Predictions are cropped to the frames (the evaluation transform's padding removed), resized to
+the frames' original size, thresholded, and scored there (:func:`rvoslib.evaluation.evaluate`,
+the loop ``Trainer.validate`` uses).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import json
 from pathlib import Path
 
 from rvoslib._io import atomic_write_text
-from rvoslib.cli.train import add_attributes_argument
 
 __all__ = ["add_parser", "run"]
+
+ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,10 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--root", help="dataset root (davis)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--size", type=int, default=None, help="short side fed to the model")
+    parser.add_argument("--protocol", default="all", choices=("all", "semi-supervised"))
     parser.add_argument("--videos", type=int, default=32, help="synthetic videos")
     parser.add_argument("--frames", type=int, default=8, help="synthetic frames per video")
     parser.add_argument("--seed", type=int, default=100_003, help="synthetic seed")
-    add_attributes_argument(parser)
+    parser.add_argument(
+        "--attributes",
+        nargs="+",
+        default=["color", "shape", "motion", "position"],
+        choices=ATTRIBUTE_CHOICES,
+        help="what synthetic expressions may name",
+    )
     parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
@@ -39,12 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the summary as JSON; with ``--out`` also write masks and tables."""
-    import torch
-
     from rvoslib.data import RefDAVISDataset, RVOSCollator, SyntheticRVOSDataset, eval_transform
-    from rvoslib.metrics import RVOSEvaluator
+    from rvoslib.evaluation import Prediction, evaluate
+    from rvoslib.metrics import write_davis_masks
     from rvoslib.models import RVOSModel
-    from rvoslib.training import init_distributed, predict_in_chunks
+    from rvoslib.training import init_distributed
 
     model = RVOSModel.from_pretrained(args.checkpoint)
     device = init_distributed(args.device).device
@@ -58,34 +70,27 @@ def run(args: argparse.Namespace) -> int:
         dataset = SyntheticRVOSDataset(
             args.videos, args.frames, args.size or 64, seed=args.seed, attributes=args.attributes
         )
-    collate = RVOSCollator(model.text_encoder, model.text_encoder.max_length)
-    evaluator = RVOSEvaluator()
     out = Path(args.out) if args.out else None
-    for index in range(len(dataset)):
-        batch = collate([dataset[index]])
-        with torch.no_grad():
-            logits = predict_in_chunks(
-                model,
-                batch["frames"].to(device),
-                batch["text_ids"].to(device),
-                batch["text_mask"].to(device),
-                args.clip_len,
-            )
-        predicted = (logits.sigmoid()[0, :, 0] > args.threshold).cpu()
-        video_id, exp_id = batch["video_id"][0], str(batch["exp_id"][0])
-        evaluator.update(
-            video_id, exp_id, predicted, batch["masks"][0] > 0.5, valid=batch["valid"][0]
-        )
-        if out is not None:
-            from rvoslib.metrics import write_davis_masks
 
-            masks = predicted.numpy().astype("uint8")
-            write_davis_masks(masks, out / "masks" / video_id / exp_id, batch["frame_ids"][0])
-    summary = evaluator.summary()
+    def write(prediction: Prediction) -> None:
+        item = prediction.item
+        folder = out / "masks" / item["video_id"] / str(item["exp_id"])
+        write_davis_masks(prediction.masks.numpy().astype("uint8"), folder, item["frame_ids"])
+
+    result = evaluate(
+        model,
+        dataset,
+        collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
+        device=device,
+        clip_len=args.clip_len,
+        threshold=args.threshold,
+        protocol=args.protocol,
+        on_prediction=write if out is not None else None,
+    )
     if out is not None:
-        evaluator.to_csv(out / "per_sequence.csv")
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    for row in evaluator.per_sequence():
+        result.evaluator.to_csv(out / "per_sequence.csv")
+        atomic_write_text(out / "summary.json", json.dumps(result.summary, indent=2) + "\n")
+    for row in result.per_sequence:
         print(json.dumps(row))
-    print(json.dumps(summary))
+    print(json.dumps(result.summary))
     return 0

@@ -6,7 +6,9 @@ str, ``video_id`` str, ``frame_ids`` list of str, ``obj_id`` int, ``exp_id`` str
 ``orig_size`` and ``unpadded_size`` ``(H, W)`` tuples for mapping predictions back.
 """
 
+from rvoslib.data.builder import DataConfig, build_datasets, dataset_names, register_dataset
 from rvoslib.data.collate import RVOSCollator
+from rvoslib.data.controls import ShuffledTextDataset
 from rvoslib.data.davis import ExpressionClipDataset, RefDAVISDataset
 from rvoslib.data.io import ImageReadError, parse_refdavis_text, read_frame, read_mask
 from rvoslib.data.synthetic import SyntheticRVOSDataset, SyntheticScene
@@ -27,18 +29,23 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ClipTransform",
+    "DataConfig",
     "ExpressionClipDataset",
     "ImageReadError",
     "RVOSCollator",
     "RefDAVISDataset",
     "RefYouTubeVOSDataset",
+    "ShuffledTextDataset",
     "SyntheticRVOSDataset",
     "SyntheticScene",
+    "build_datasets",
+    "dataset_names",
     "denormalize",
     "eval_transform",
     "parse_refdavis_text",
     "read_frame",
     "read_mask",
+    "register_dataset",
     "restore_size",
     "swap_left_right",
     "to_tensors",

@@ -17,30 +17,39 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rvoslib.data.io import (
+from rvoslib.data.expressions import (
+    REFDAVIS_KINDS,
     ExpressionRecord,
-    ImageReadError,
-    image_size,
-    list_images,
+    RefDAVISText,
+    find_refdavis_text,
     load_meta_expressions,
+    load_refdavis_text,
     parse_refdavis_text,
-    read_frame,
-    read_mask,
 )
+from rvoslib.data.io import ImageReadError, image_size, list_images, read_frame, read_mask
 from rvoslib.data.transforms import to_tensors
 
-__all__ = ["SAMPLING_MODES", "ClipRecord", "ExpressionClipDataset", "RefDAVISDataset"]
+__all__ = [
+    "ANNOTATION_FOLDERS",
+    "SAMPLING_MODES",
+    "ClipRecord",
+    "ExpressionClipDataset",
+    "RefDAVISDataset",
+]
 
 SAMPLING_MODES = ("random", "strided", "uniform")
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 DAVIS_LAYOUT = """expected the DAVIS-2017 layout:
   <root>/JPEGImages/480p/<video>/00000.jpg ...
-  <root>/Annotations/480p/<video>/00000.png ...   (indexed PNGs, value = object id)
+  <root>/Annotations/480p/<video>/00000.png ...   (indexed PNGs, value = object id; or
+                                                   Annotations_unsupervised/480p, ReferFormer's)
   <root>/ImageSets/2017/train.txt, val.txt        (one video per line)
-  <root>/meta_expressions.json                    (or Ref-DAVIS17 Davis17_annot1.txt ...)"""
+  <root>/meta_expressions.json                    (or the Ref-DAVIS17 Davis17_annot1.txt ... in
+                                                   <root>, <root>/davis_text_annotations or
+                                                   <root>/../davis_text_annotations)"""
 
-_REFDAVIS_NAMES = ("annot1", "annot2", "annot1_full_video", "annot2_full_video")
+ANNOTATION_FOLDERS = ("Annotations_unsupervised", "Annotations")
 
 
 @dataclass(frozen=True)
@@ -203,54 +212,80 @@ class ExpressionClipDataset(Dataset):
 
 
 def _resolve_expressions(
-    root: Path, expressions: str | os.PathLike | Sequence[str | os.PathLike] | None
-) -> list[ExpressionRecord]:
+    root: Path,
+    expressions: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    encoding: str | None,
+) -> tuple[list[ExpressionRecord], RefDAVISText | None]:
+    """The expressions a :class:`RefDAVISDataset` argument names, and the text-file report."""
     if expressions is None:
         path = root / "meta_expressions.json"
-        if not path.is_file():
+        if path.is_file():
+            return load_meta_expressions(path)[0], None
+        if find_refdavis_text(root) is None:
             raise FileNotFoundError(
-                f"expression file not found: {path}; pass expressions='annot1' (or a path) to "
-                f"read Ref-DAVIS17 text files instead.\n{DAVIS_LAYOUT}"
+                f"no expressions found for {root}: neither {path} nor the Ref-DAVIS17 text "
+                f"files (Davis17_annot1.txt ...) in {root}, {root / 'davis_text_annotations'} "
+                f"or {root.parent / 'davis_text_annotations'}; pass expressions= a file.\n"
+                f"{DAVIS_LAYOUT}"
             )
-        return load_meta_expressions(path)[0]
-    if isinstance(expressions, str) and expressions in _REFDAVIS_NAMES:
-        name = f"Davis17_{expressions}.txt"
-        candidates = [root / name, root / "davis_text_annotations" / name]
-        found = [path for path in candidates if path.is_file()]
-        if not found:
-            raise FileNotFoundError(
-                f"Ref-DAVIS17 file {name} not found; looked in {[str(p) for p in candidates]}"
-            )
-        return parse_refdavis_text(found[0])
+        expressions = "all"
+    if isinstance(expressions, str) and expressions in (*REFDAVIS_KINDS, "all"):
+        kinds = REFDAVIS_KINDS if expressions == "all" else (expressions,)
+        text = load_refdavis_text(root, kinds, encoding)
+        return list(text.records), text
     if isinstance(expressions, (str, os.PathLike)):
         path = Path(expressions)
+        if path.is_dir():
+            text = load_refdavis_text(path, REFDAVIS_KINDS, encoding)
+            return list(text.records), text
         if path.suffix == ".json":
-            return load_meta_expressions(path)[0]
-        return parse_refdavis_text(path)
-    return parse_refdavis_text(list(expressions))
+            return load_meta_expressions(path)[0], None
+        return parse_refdavis_text(path, encoding), None
+    return parse_refdavis_text(list(expressions), encoding), None
 
 
 class RefDAVISDataset(ExpressionClipDataset):
     """Ref-DAVIS17 in the official DAVIS-2017 layout (see the module's ``DAVIS_LAYOUT``).
 
+    Reads the layouts users have: the DAVIS-2017 semi-supervised download (``Annotations``),
+    the unsupervised one that ReferFormer's README asks for (``Annotations_unsupervised``),
+    and the Ref-DAVIS17 text files where ReferFormer's README puts them
+    (``data/ref-davis/davis_text_annotations`` next to ``data/ref-davis/DAVIS``), numbered as
+    ReferFormer numbers them (see :func:`rvoslib.data.expressions.load_refdavis_text`), so that
+    ``int(exp_id) % 4`` is the annotator / expression kind of the ``refer-davis`` protocol. For
+    the layout ReferFormer's ``convert_davis_to_ytvos.py`` writes, use
+    :class:`~rvoslib.data.RefYouTubeVOSDataset` on its output folder.
+
     Args:
-        root: The DAVIS-2017 folder (holding ``JPEGImages``, ``Annotations``, ``ImageSets``).
+        root: The DAVIS-2017 folder (holding ``JPEGImages``, ``Annotations*``, ``ImageSets``).
         split: ``"train"`` or ``"val"`` (reads ``ImageSets/2017/<split>.txt``).
-        expressions: None (``root/meta_expressions.json``), a ``.json`` path, a Ref-DAVIS17
-            text file or list of them, or one of ``"annot1"``, ``"annot2"``,
-            ``"annot1_full_video"``, ``"annot2_full_video"`` (``Davis17_<name>.txt`` in
-            ``root`` or ``root/davis_text_annotations``).
+        expressions: None (``root/meta_expressions.json`` if present, else the four Ref-DAVIS17
+            text files found next to ``root``), ``"all"`` (the four text files), one of
+            ``"annot1"``, ``"annot1_full_video"``, ``"annot2"``, ``"annot2_full_video"`` (one
+            of them), a folder of the text files, a ``.json`` path, or text files of your own
+            (a path or a list; numbered file by file).
         num_frames: None for whole videos (evaluation), an int for sampled clips (training).
         sampling: ``"random"``, ``"strided"`` or ``"uniform"``, see :meth:`sample_indices`.
         stride: Frame step of ``"strided"`` sampling.
         transform: A clip transform on the numpy sample (None keeps the original size).
         on_error: ``"raise"`` or ``"skip"`` (warn and return None) for unreadable frames.
         resolution: The resolution folder name.
+        annotations: ``"Annotations_unsupervised"`` or ``"Annotations"``; None takes
+            ``Annotations_unsupervised`` where it exists (the object ids ReferFormer and the
+            ``refer-davis`` protocol use), else ``Annotations``.
+        encoding: Encoding of the text files; None detects it per file.
+
+    Attributes:
+        annotations: The annotation folder name in use.
+        text: What reading the Ref-DAVIS17 text files did (files, encodings, renamed videos,
+            dropped expressions), a :class:`~rvoslib.data.expressions.RefDAVISText`; None for
+            JSON expressions or text files of your own.
 
     Raises:
         FileNotFoundError: a missing root, split file, video folder or expression file.
         ValueError: frames and annotations that disagree in count or size, an expression
-            naming an object absent from its video's annotations, or an empty expression.
+            naming an object absent from its video's annotations, an empty expression, an
+            unknown ``annotations`` folder or an undecodable text file.
 
     Example:
         >>> dataset = RefDAVISDataset("DAVIS", split="val", num_frames=8)  # doctest: +SKIP
@@ -269,19 +304,30 @@ class RefDAVISDataset(ExpressionClipDataset):
         transform: Transform | None = None,
         on_error: str = "raise",
         resolution: str = "480p",
+        annotations: str | None = None,
+        encoding: str | None = None,
     ) -> None:
         super().__init__(num_frames, sampling, stride, transform, on_error)
         self.root = Path(root)
         self.split = split
+        if annotations is not None and annotations not in ANNOTATION_FOLDERS:
+            raise ValueError(
+                f"annotations must be one of {ANNOTATION_FOLDERS} or None, got {annotations!r}"
+            )
         if not self.root.is_dir():
             raise FileNotFoundError(f"DAVIS root not found: {self.root}\n{DAVIS_LAYOUT}")
+        if annotations is None:
+            unsupervised = self.root / ANNOTATION_FOLDERS[0] / resolution
+            annotations = ANNOTATION_FOLDERS[0] if unsupervised.is_dir() else ANNOTATION_FOLDERS[1]
+        self.annotations = annotations
         split_file = self.root / "ImageSets" / "2017" / f"{split}.txt"
         if not split_file.is_file():
             raise FileNotFoundError(f"split file not found: {split_file}\n{DAVIS_LAYOUT}")
         videos = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
         in_split = set(videos)
+        records, self.text = _resolve_expressions(self.root, expressions, encoding)
         by_video: dict[str, list[ExpressionRecord]] = {}
-        for record in _resolve_expressions(self.root, expressions):
+        for record in records:
             if record.video_id in in_split:
                 by_video.setdefault(record.video_id, []).append(record)
         for video_id in videos:
@@ -301,12 +347,23 @@ class RefDAVISDataset(ExpressionClipDataset):
                 stacklevel=2,
             )
 
+    def _missing_folder(self, folder: Path, video_id: str) -> FileNotFoundError:
+        message = f"video folder not found: {folder}\n{DAVIS_LAYOUT}"
+        moved = [self.root.parent / s / "JPEGImages" / video_id for s in ("train", "valid")]
+        if any(path.is_dir() for path in moved):
+            message += (
+                f"\n{video_id} was moved by ReferFormer's convert_davis_to_ytvos.py to "
+                f"{self.root.parent}: unzip DAVIS again (as its README says) or read the "
+                f"converted layout with RefYouTubeVOSDataset({str(self.root.parent)!r}, 'valid')"
+            )
+        return FileNotFoundError(message)
+
     def _add_video(self, video_id: str, records: list[ExpressionRecord], resolution: str) -> None:
         frame_dir = self.root / "JPEGImages" / resolution / video_id
-        mask_dir = self.root / "Annotations" / resolution / video_id
+        mask_dir = self.root / self.annotations / resolution / video_id
         for folder in (frame_dir, mask_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"video folder not found: {folder}\n{DAVIS_LAYOUT}")
+                raise self._missing_folder(folder, video_id)
         frame_paths = list_images(frame_dir)
         mask_paths = [p for p in list_images(mask_dir) if p.suffix.lower() == ".png"]
         frame_ids = [p.stem for p in frame_paths]

@@ -119,6 +119,8 @@ class ClipTransform:
         shorter_side: Resize so that the shorter side has this many pixels (None: no resize).
         max_size: Upper bound for the longer side after that resize.
         pad_divisor: Pad height and width up to a multiple of this (None: no padding).
+        keep_original_masks: Keep the masks as they came in, ``(T, H, W)`` uint8, under
+            ``orig_masks`` (evaluation scores predictions at the frames' original size).
 
     Example:
         >>> import numpy as np
@@ -137,6 +139,7 @@ class ClipTransform:
         shorter_side: int | None = None,
         max_size: int | None = None,
         pad_divisor: int | None = None,
+        keep_original_masks: bool = False,
     ) -> None:
         if not 0.0 <= hflip_p <= 1.0:
             raise ValueError(f"hflip_p must be in [0, 1], got {hflip_p}")
@@ -150,6 +153,7 @@ class ClipTransform:
         self.shorter_side = shorter_side
         self.max_size = max_size
         self.pad_divisor = pad_divisor
+        self.keep_original_masks = keep_original_masks
 
     def __repr__(self) -> str:
         augment = [type(t).__name__ for t in self.compose.transforms] if self.compose else []
@@ -171,6 +175,8 @@ class ClipTransform:
             )
         sample = dict(sample)
         sample.setdefault("orig_size", tuple(frames.shape[1:3]))
+        if self.keep_original_masks:
+            sample.setdefault("orig_masks", np.ascontiguousarray(masks, dtype=np.uint8))
         if self.hflip_p > 0 and torch.rand(()).item() < self.hflip_p:
             frames, masks = frames[:, :, ::-1], masks[:, :, ::-1]
             if isinstance(sample.get("expression"), str):
@@ -273,11 +279,14 @@ def eval_transform(
         pad_divisor: Pad to a multiple of this (None: no padding).
 
     Use :func:`restore_size` with the sample's ``unpadded_size`` and ``orig_size`` to map
-    predictions back to the original frames.
+    predictions back to the original frames; the original masks are kept as ``orig_masks``
+    to score them there.
     """
     if not isinstance(size, int):
         raise ValueError(f"size must be an int (the shorter side), got {size!r}")
-    return ClipTransform(shorter_side=size, max_size=max_size, pad_divisor=pad_divisor)
+    return ClipTransform(
+        shorter_side=size, max_size=max_size, pad_divisor=pad_divisor, keep_original_masks=True
+    )
 
 
 def restore_size(

@@ -7,15 +7,17 @@ import os
 from pathlib import Path
 
 from rvoslib.data.davis import ClipRecord, ExpressionClipDataset, Transform
-from rvoslib.data.io import IMAGE_EXTENSIONS, load_meta_expressions
+from rvoslib.data.expressions import load_meta_expressions
+from rvoslib.data.io import IMAGE_EXTENSIONS
 
 __all__ = ["YTVOS_LAYOUT", "RefYouTubeVOSDataset"]
 
 YTVOS_LAYOUT = """expected the Ref-YouTube-VOS layout:
   <root>/train/JPEGImages/<video>/00000.jpg ...
   <root>/train/Annotations/<video>/00000.png ...    (palette PNGs, value = object id)
-  <root>/train/meta.json                            (optional: the objects of each video)
-  <root>/valid/JPEGImages/<video>/00000.jpg ...     (no annotations)
+  <root>/<split>/meta.json                          (optional: the objects of each video)
+  <root>/valid/JPEGImages/<video>/00000.jpg ...     (no annotations, except in the Ref-DAVIS17
+  <root>/valid/Annotations/<video>/00000.png ...     layout of ReferFormer's conversion)
   <root>/meta_expressions/<split>/meta_expressions.json"""
 
 SPLITS = ("train", "valid", "test")
@@ -33,10 +35,13 @@ class RefYouTubeVOSDataset(ExpressionClipDataset):
     """Ref-YouTube-VOS in its official layout (see ``YTVOS_LAYOUT``).
 
     Frames come from the ``frames`` list of ``meta_expressions.json`` (or the folder when
-    that list is empty). In ``train``, frames with an annotation PNG of the same name are
-    marked ``valid`` (YouTube-VOS annotates every 5th frame); the others get an all-zero mask
-    with ``valid`` False. ``valid``/``test`` have no masks: every item has zero masks,
-    ``valid`` all False and ``obj_id`` -1 (inference only).
+    that list is empty). A split has masks when it is ``train``, or when it has an
+    ``Annotations`` folder and every expression names its object (``obj_id``): the ``valid``
+    split of the Ref-DAVIS17 layout written by ReferFormer's
+    ``tools/data/convert_davis_to_ytvos.py``. Frames with an annotation PNG of the same name
+    are marked ``valid`` (YouTube-VOS annotates every 5th frame); the others get an all-zero
+    mask with ``valid`` False. Ref-YouTube-VOS ``valid``/``test`` have no masks: every item has
+    zero masks, ``valid`` all False and ``obj_id`` -1 (inference only).
 
     Args:
         root: The Ref-YouTube-VOS folder.
@@ -44,15 +49,19 @@ class RefYouTubeVOSDataset(ExpressionClipDataset):
         num_frames: None for whole videos, an int for sampled clips.
         sampling: ``"random"``, ``"strided"`` or ``"uniform"`` (see ``sample_indices``).
         stride: Frame step of ``"strided"`` sampling.
-        annotated_only: Use only annotated frames (train split).
+        annotated_only: Use only annotated frames (splits with masks).
         transform: A clip transform on the numpy sample (None keeps the original size).
         on_error: ``"raise"`` or ``"skip"`` (warn and return None) for unreadable frames.
 
+    Attributes:
+        has_masks: Whether the split's items carry ground truth.
+
     Raises:
-        FileNotFoundError: a missing root, meta file, frame folder or listed frame.
-        ValueError: an annotation without a frame, a train video without annotations, an
+        FileNotFoundError: a missing root, meta file, frame folder or listed frame, or a
+            video's annotation folder in a split with masks.
+        ValueError: an annotation without a frame, a video without annotations, an
             expression naming an object absent from the annotations (checked from
-            ``train/meta.json`` at construction, else from the PNGs when the item is loaded),
+            ``<split>/meta.json`` at construction, else from the PNGs when the item is loaded),
             or an empty expression.
     """
 
@@ -81,8 +90,12 @@ class RefYouTubeVOSDataset(ExpressionClipDataset):
         frame_root = self.root / split / "JPEGImages"
         if not frame_root.is_dir():
             raise FileNotFoundError(f"frame folder not found: {frame_root}\n{YTVOS_LAYOUT}")
-        has_masks = split == "train"
-        records, frame_lists = load_meta_expressions(meta_path, require_obj_id=has_masks)
+        records, frame_lists = load_meta_expressions(meta_path, require_obj_id=split == "train")
+        has_masks = split == "train" or (
+            (self.root / split / "Annotations").is_dir()
+            and all(record.obj_id >= 0 for record in records)
+        )
+        self.has_masks = has_masks
         objects = self._read_objects() if has_masks else None
         self.check_objects_on_load = has_masks and objects is None
         videos: dict[str, tuple] = {}
@@ -105,7 +118,7 @@ class RefYouTubeVOSDataset(ExpressionClipDataset):
                 raise ValueError(
                     f"expression {record.exp_id} ({record.expression!r}) of video "
                     f"{record.video_id!r} names object {record.obj_id}, which is absent from "
-                    f"the annotations (objects in train/meta.json: "
+                    f"the annotations (objects in {self.split}/meta.json: "
                     f"{sorted(objects.get(record.video_id, ()))})"
                 )
             self.records.append(clip)

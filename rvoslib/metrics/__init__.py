@@ -3,8 +3,12 @@
 * DAVIS J (region similarity) and F (boundary F-measure), exactly as the official
   ``davis2017-evaluation`` code, batched in torch on CPU or CUDA;
 * sequence statistics (mean, recall, decay), protocols and a streaming :class:`RVOSEvaluator`;
+* the official DAVIS evaluation of a predictions folder (:func:`evaluate_davis_folder`:
+  semi-supervised, all frames, and ReferFormer's Ref-DAVIS17 protocol ``refer-davis``) and its
+  CSV tables;
 * A2D/JHMDB-Sentences precision@K, overall/mean IoU and COCO mAP;
-* writers for DAVIS result PNGs and Ref-YouTube-VOS submissions.
+* writers for DAVIS result PNGs, the Ref-DAVIS17 layout (:class:`RefDAVISWriter`) and
+  Ref-YouTube-VOS submissions.
 
 ``rvoslib.metrics.reference`` holds a slow, frame-by-frame numpy transcription of the official
 code for cross-checking.
@@ -27,6 +31,15 @@ from rvoslib.metrics.davis import (
     seg2bmap,
 )
 from rvoslib.metrics.evaluator import SUMMARY_KEYS, RVOSEvaluator
+from rvoslib.metrics.official import (
+    EVAL_PROTOCOLS,
+    GLOBAL_COLUMNS,
+    DAVISFolderResult,
+    ObjectScore,
+    evaluate_davis_folder,
+    score_sequence,
+)
+from rvoslib.metrics.refer_davis import RefDAVISWriter, refdavis_annotator
 from rvoslib.metrics.statistics import (
     PROTOCOLS,
     evaluate_sequence,
@@ -34,7 +47,13 @@ from rvoslib.metrics.statistics import (
     sequence_statistics,
     summarize_frames,
 )
+from rvoslib.metrics.tables import (
+    PER_SEQUENCE_COLUMNS,
+    read_official_tables,
+    write_official_tables,
+)
 from rvoslib.metrics.writers import (
+    binarize_masks,
     davis_palette,
     write_davis_masks,
     write_ytvos_masks,
@@ -45,25 +64,37 @@ __all__ = [
     "A2D_EPS",
     "A2D_IOU_THRESHOLDS",
     "COCO_IOU_THRESHOLDS",
+    "EVAL_PROTOCOLS",
+    "GLOBAL_COLUMNS",
+    "PER_SEQUENCE_COLUMNS",
     "PROTOCOLS",
     "SUMMARY_KEYS",
     "A2DEvaluator",
+    "DAVISFolderResult",
+    "ObjectScore",
     "RVOSEvaluator",
+    "RefDAVISWriter",
     "a2d_iou",
+    "binarize_masks",
     "boundary_f_measure",
     "boundary_tolerance",
     "coco_average_precision",
     "davis_palette",
     "disk_footprint",
+    "evaluate_davis_folder",
     "evaluate_sequence",
     "intersection_union",
     "precision_at_k",
     "protocol_frames",
+    "read_official_tables",
+    "refdavis_annotator",
     "region_similarity",
+    "score_sequence",
     "seg2bmap",
     "sequence_statistics",
     "summarize_frames",
     "write_davis_masks",
+    "write_official_tables",
     "write_ytvos_masks",
     "zip_submission",
 ]

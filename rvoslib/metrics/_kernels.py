@@ -7,14 +7,19 @@ pixels rather than on dense dilated maps; the results are identical to dilating 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
+
+from rvoslib._checks import is_compiling
 
 __all__ = [
     "boundary_indices",
     "count_near",
     "count_true",
+    "cpu_threads",
     "disk_half_widths",
     "frame_chunks",
     "seg2bmap_flat",
@@ -24,6 +29,28 @@ __all__ = [
 # Frames are processed in chunks of about this many pixels (see frame_chunks).
 _CHUNK_PIXELS = 1 << 22
 _CHUNK_PIXELS_ACCELERATOR = 1 << 26
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, num_threads: int | None) -> Iterator[None]:
+    """Run the body with at most ``num_threads`` torch CPU threads when ``device`` is the CPU.
+
+    The metric kernels are short, memory-bound passes over masks: on CPU, several intra-op
+    threads gain little on an idle machine and lose a lot on a busy one (threads that wait
+    for each other while other processes hold the cores). ``None`` keeps torch's setting.
+    The previous thread count is restored on exit.
+    """
+    if num_threads is not None and (isinstance(num_threads, bool) or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    previous = torch.get_num_threads()
+    if num_threads is None or device.type != "cpu" or previous <= num_threads or is_compiling():
+        yield
+        return
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def frame_chunks(masks: torch.Tensor) -> list[slice]:

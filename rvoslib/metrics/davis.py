@@ -13,6 +13,11 @@ and ``f_measure``), computed for all frames at once on CPU or CUDA:
 Masks may be numpy arrays or torch tensors of shape ``(T, H, W)`` or ``(H, W)``. The result has
 the leading shape, ``(T,)`` or ``()``, and the kind of ``pred``: a float64 numpy array for numpy
 input, a float64 tensor on ``pred``'s device for tensor input.
+
+On CPU the measures run on one torch thread by default (``num_threads=1``), whatever torch's
+global setting: their passes over the masks are memory-bound, and several threads that wait for
+each other on a busy machine made them many times slower than the official single-threaded code
+(``benchmarks/bench_metrics.py`` measures both).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from rvoslib.metrics._kernels import (
     boundary_indices,
     count_near,
     count_true,
+    cpu_threads,
     frame_chunks,
     seg2bmap_flat,
 )
@@ -103,6 +109,7 @@ def region_similarity(
     void: MaskLike | None = None,
     *,
     device: torch.device | str | None = None,
+    num_threads: int | None = 1,
 ) -> np.ndarray | torch.Tensor:
     """Region similarity J (intersection over union) per frame, as the official ``db_eval_iou``.
 
@@ -111,6 +118,7 @@ def region_similarity(
         gt: (T, H, W) or (H, W) ground-truth masks, foreground where nonzero.
         void: Optional (T, H, W) or (H, W) pixels to ignore (nonzero = void).
         device: Where to compute; default ``pred``'s device (CPU for numpy input).
+        num_threads: torch CPU threads used (restored afterwards); None keeps torch's setting.
 
     Returns:
         (T,) or () float64 J per frame, 1 where the union is empty; a numpy array for numpy
@@ -129,18 +137,20 @@ def region_similarity(
         1.0
     """
     pred_t, gt_t, void_t = _prepare(pred, gt, void, device)
-    inter_count = torch.zeros(pred_t.shape[0], dtype=torch.float64, device=pred_t.device)
-    union_count = torch.zeros_like(inter_count)
-    for frames in frame_chunks(pred_t):
-        inter = pred_t[frames] & gt_t[frames]
-        union = pred_t[frames] | gt_t[frames]
-        if void_t is not None:
-            inter &= ~void_t[frames]
-            union &= ~void_t[frames]
-        inter_count[frames] = count_true(inter).double()
-        union_count[frames] = count_true(union).double()
-    ratio = inter_count / union_count.clamp(min=1)
-    return _finish(torch.where(union_count == 0, torch.ones_like(ratio), ratio), pred)
+    with cpu_threads(pred_t.device, num_threads):
+        inter_count = torch.zeros(pred_t.shape[0], dtype=torch.float64, device=pred_t.device)
+        union_count = torch.zeros_like(inter_count)
+        for frames in frame_chunks(pred_t):
+            inter = pred_t[frames] & gt_t[frames]
+            union = pred_t[frames] | gt_t[frames]
+            if void_t is not None:
+                inter &= ~void_t[frames]
+                union &= ~void_t[frames]
+            inter_count[frames] = count_true(inter).double()
+            union_count[frames] = count_true(union).double()
+        ratio = inter_count / union_count.clamp(min=1)
+        j_values = torch.where(union_count == 0, torch.ones_like(ratio), ratio)
+    return _finish(j_values, pred)
 
 
 def disk_footprint(radius: int) -> np.ndarray:
@@ -224,6 +234,7 @@ def boundary_f_measure(
     bound_th: float = 0.008,
     *,
     device: torch.device | str | None = None,
+    num_threads: int | None = 1,
 ) -> np.ndarray | torch.Tensor:
     """Boundary F-measure per frame, exactly as the official ``f_measure``.
 
@@ -240,6 +251,8 @@ def boundary_f_measure(
         bound_th: Tolerance, see :func:`boundary_tolerance` (0.008 of the diagonal: 8 pixels
             at 480x854).
         device: Where to compute; default ``pred``'s device (CPU for numpy input).
+        num_threads: torch CPU threads used (restored afterwards); None keeps torch's setting.
+            One thread is never slower than the official code, however busy the machine.
 
     Returns:
         (T,) or () float64 F per frame, of ``pred``'s kind (numpy array or tensor).
@@ -258,17 +271,19 @@ def boundary_f_measure(
     pred_t, gt_t, void_t = _prepare(pred, gt, void, device)
     shape = tuple(pred_t.shape)
     radius = boundary_tolerance(bound_th, shape[1], shape[2])
-    pred_boundary = boundary_indices(pred_t, void_t)
-    gt_boundary = boundary_indices(gt_t, void_t)
-    pred_matched = count_near(pred_boundary, gt_boundary, shape, radius).double()
-    gt_matched = count_near(gt_boundary, pred_boundary, shape, radius).double()
-    frame_size = shape[1] * shape[2]
-    num_pred = torch.bincount(pred_boundary // frame_size, minlength=shape[0]).double()
-    num_gt = torch.bincount(gt_boundary // frame_size, minlength=shape[0]).double()
-    ones = torch.ones_like(num_pred)
-    # An empty boundary has precision (recall) 1; the matched share otherwise.
-    precision = torch.where(num_pred == 0, ones, pred_matched / num_pred.clamp(min=1))
-    recall = torch.where(num_gt == 0, ones, gt_matched / num_gt.clamp(min=1))
-    total = precision + recall
-    f_value = 2 * precision * recall / total.clamp(min=torch.finfo(torch.float64).tiny)
-    return _finish(torch.where(total == 0, torch.zeros_like(f_value), f_value), pred)
+    with cpu_threads(pred_t.device, num_threads):
+        pred_boundary = boundary_indices(pred_t, void_t)
+        gt_boundary = boundary_indices(gt_t, void_t)
+        pred_matched = count_near(pred_boundary, gt_boundary, shape, radius).double()
+        gt_matched = count_near(gt_boundary, pred_boundary, shape, radius).double()
+        frame_size = shape[1] * shape[2]
+        num_pred = torch.bincount(pred_boundary // frame_size, minlength=shape[0]).double()
+        num_gt = torch.bincount(gt_boundary // frame_size, minlength=shape[0]).double()
+        ones = torch.ones_like(num_pred)
+        # An empty boundary has precision (recall) 1; the matched share otherwise.
+        precision = torch.where(num_pred == 0, ones, pred_matched / num_pred.clamp(min=1))
+        recall = torch.where(num_gt == 0, ones, gt_matched / num_gt.clamp(min=1))
+        total = precision + recall
+        f_value = 2 * precision * recall / total.clamp(min=torch.finfo(torch.float64).tiny)
+        f_values = torch.where(total == 0, torch.zeros_like(f_value), f_value)
+    return _finish(f_values, pred)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rvoslib._checks import format_shape
-from rvoslib.metrics._io import atomic_write_bytes
+from rvoslib._io import atomic_write_bytes
 from rvoslib.metrics.davis import MaskLike, boundary_f_measure, region_similarity
 from rvoslib.metrics.statistics import PROTOCOLS, protocol_frames, summarize_frames
 

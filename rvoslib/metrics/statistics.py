@@ -3,9 +3,13 @@
 ``sequence_statistics`` follows the official ``db_statistics``; ``evaluate_sequence`` scores
 one object (or one referring expression) of one video under a protocol:
 
-* ``"all"``: every frame (Ref-YouTube-VOS, Ref-DAVIS17 as evaluated by ReferFormer & co.);
+* ``"all"``: every frame (Ref-YouTube-VOS);
 * ``"semi-supervised"``: every frame but the first and the last, as the official DAVIS-2017
   semi-supervised evaluation (the first frame's mask is given to the method).
+
+These score one expression (or object) at a time. ReferFormer's Ref-DAVIS17 protocol merges the
+expressions of a video first and matches objects: see :mod:`rvoslib.metrics.official`
+(``"refer-davis"``).
 """
 
 from __future__ import annotations

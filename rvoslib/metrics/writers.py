@@ -3,10 +3,12 @@
 * DAVIS: ``<out_dir>/<frame>.png``, mode ``P`` (indexed) with the DAVIS palette, pixel value =
   object id, as the official ``davis2017-evaluation`` reads them.
 * Ref-YouTube-VOS: ``<root>/Annotations/<video>/<exp_id>/<frame>.png``, mode ``L`` with values
-  0 and 255, and a zip with ``Annotations/`` at its top, as the challenge server expects.
+  0 and 255 (probabilities thresholded as ReferFormer and MTTR do), and a zip with
+  ``Annotations/`` at its top, as the challenge server expects.
 
-Every file is written atomically (a temporary file, then ``os.replace``), so an interrupted run
-never leaves a truncated PNG or zip behind.
+The Ref-DAVIS17 layout (expressions merged into one PNG per annotator) is written by
+:class:`rvoslib.metrics.RefDAVISWriter`. Every file is written atomically (a temporary file,
+then ``os.replace``), so an interrupted run never leaves a truncated PNG or zip behind.
 """
 
 from __future__ import annotations
@@ -22,30 +24,27 @@ import torch
 from PIL import Image
 
 from rvoslib._checks import format_shape
-from rvoslib._palette import voc_palette
-from rvoslib.metrics._io import atomic_write_bytes
+from rvoslib._io import atomic_write_bytes
+from rvoslib._palette import davis_palette
 from rvoslib.metrics.davis import MaskLike
 
-__all__ = ["davis_palette", "write_davis_masks", "write_ytvos_masks", "zip_submission"]
-
-
-def davis_palette() -> np.ndarray:
-    """The DAVIS palette (the PASCAL VOC colour map): id 0 black, 1 red, 2 green, ...
-
-    Returns:
-        (256, 3) uint8 RGB colours, row i for object id i.
-
-    Example:
-        >>> davis_palette()[:3].tolist()
-        [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
-    """
-    return voc_palette()
+__all__ = [
+    "as_probabilities",
+    "binarize_masks",
+    "davis_palette",
+    "indexed_png_bytes",
+    "write_davis_masks",
+    "write_ytvos_masks",
+    "zip_submission",
+]
 
 
 def _frames(masks: MaskLike, name: str) -> np.ndarray:
     """(T, H, W) numpy view of ``masks`` ((H, W) becomes one frame)."""
     if isinstance(masks, torch.Tensor):
-        masks = masks.detach().cpu().numpy()
+        masks = masks.detach()
+        masks = (masks.float() if masks.dtype in (torch.bfloat16, torch.float16) else masks).cpu()
+        masks = masks.numpy()
     masks = np.asarray(masks)
     if masks.ndim == 2:
         masks = masks[None]
@@ -71,6 +70,80 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def indexed_png_bytes(ids: np.ndarray) -> bytes:
+    """An ``(H, W)`` uint8 object-id map encoded as an indexed (``P``) PNG, DAVIS palette."""
+    image = Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8), mode="P")
+    image.putpalette(davis_palette().ravel().tolist())
+    return _png_bytes(image)
+
+
+def as_probabilities(masks: MaskLike, name: str = "masks") -> np.ndarray:
+    """Predicted masks as foreground probabilities, checked.
+
+    Args:
+        masks: bool, integer 0/1 or 0/255, or floating probabilities in [0, 1] (any shape; a
+            tensor is copied to the CPU).
+        name: The argument's name for error messages.
+
+    Returns:
+        A floating numpy array of the same shape (float32 for bool and integer masks, the
+        input's precision for floats), values in [0, 1].
+
+    Raises:
+        ValueError: floats outside [0, 1] or NaN (logits?), integers other than 0/1 or 0/255.
+        TypeError: any other dtype.
+    """
+    if isinstance(masks, torch.Tensor):
+        masks = masks.detach()
+        masks = (masks.float() if masks.dtype in (torch.bfloat16, torch.float16) else masks).cpu()
+        masks = masks.numpy()
+    masks = np.asarray(masks)
+    if masks.dtype == np.bool_:
+        return masks.astype(np.float32)
+    if np.issubdtype(masks.dtype, np.floating):
+        if masks.size and not (masks.min() >= 0 and masks.max() <= 1):  # also catches NaN
+            raise ValueError(
+                f"{name} must be probabilities in [0, 1] (apply sigmoid to logits) or binary "
+                f"masks, got float values in [{float(np.nanmin(masks))}, "
+                f"{float(np.nanmax(masks))}]{' and NaN' if np.isnan(masks).any() else ''}"
+            )
+        return masks
+    if np.issubdtype(masks.dtype, np.integer):
+        values = np.unique(masks)
+        if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+            raise ValueError(
+                f"{name} of integer dtype must be binary, 0/1 or 0/255, got values "
+                f"{values[:6].tolist()}"
+            )
+        return (masks != 0).astype(np.float32)
+    raise TypeError(f"{name} must be bool, integer or floating, got dtype {masks.dtype}")
+
+
+def binarize_masks(masks: MaskLike, threshold: float = 0.5, name: str = "masks") -> np.ndarray:
+    """Foreground of predicted masks: probabilities above ``threshold``, binary masks as given.
+
+    Args:
+        masks: bool, integer 0/1 or 0/255, or floating probabilities in [0, 1] (any shape).
+        threshold: Probabilities strictly above it are foreground, as ReferFormer's and MTTR's
+            ``sigmoid(logits) > 0.5``; must be in [0, 1).
+        name: The argument's name for error messages.
+
+    Returns:
+        bool array of the same shape.
+
+    Raises:
+        ValueError: floats outside [0, 1] or NaN (logits?), integers other than 0/1 or 0/255,
+            a threshold outside [0, 1).
+
+    Example:
+        >>> binarize_masks(np.array([0.2, 0.5, 0.7])).tolist()
+        [False, False, True]
+    """
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    return as_probabilities(masks, name) > threshold
+
+
 def write_davis_masks(
     masks: MaskLike,
     out_dir: str | os.PathLike[str],
@@ -94,13 +167,16 @@ def write_davis_masks(
         raise ValueError(
             f"masks must hold object ids in 0..255, got {frames.min()}..{frames.max()}"
         )
-    palette = davis_palette().reshape(-1).tolist()
-    paths = []
-    for frame, name in zip(frames, _frame_names(frame_names, len(frames))):
-        image = Image.fromarray(frame.astype(np.uint8), mode="P")
-        image.putpalette(palette)
-        paths.append(atomic_write_bytes(Path(out_dir) / f"{name}.png", _png_bytes(image)))
-    return paths
+    if np.issubdtype(frames.dtype, np.floating) and not np.array_equal(frames, frames.round()):
+        raise ValueError(
+            "masks must hold integer object ids, got fractional float values; threshold "
+            "probabilities first (or use write_ytvos_masks / RefDAVISWriter, which do)"
+        )
+    names = _frame_names(frame_names, len(frames))
+    return [
+        atomic_write_bytes(Path(out_dir) / f"{name}.png", indexed_png_bytes(frame))
+        for frame, name in zip(frames, names)
+    ]
 
 
 def write_ytvos_masks(
@@ -109,27 +185,38 @@ def write_ytvos_masks(
     exp_id: str,
     masks: MaskLike,
     frame_names: Sequence[str],
+    threshold: float = 0.5,
 ) -> list[Path]:
     """Write one expression's masks in the Ref-YouTube-VOS submission layout.
 
     Files go to ``<root>/Annotations/<video_id>/<exp_id>/<frame>.png`` as mode ``L`` PNGs,
-    255 where the mask is nonzero and 0 elsewhere.
+    255 on the object and 0 elsewhere.
 
     Args:
         root: The submission folder (holding ``Annotations/``).
         video_id: The video id, e.g. ``"003234408d"``.
         exp_id: The expression id within the video, e.g. ``"0"``.
-        masks: (T, H, W) or (H, W) masks at the video's original resolution.
+        masks: (T, H, W) or (H, W) masks at the video's original resolution: probabilities in
+            [0, 1] (foreground above ``threshold``), bool, or integer 0/1 or 0/255.
         frame_names: T frame names without extension, e.g. ``"00000"``.
+        threshold: Probability threshold, see :func:`binarize_masks`.
 
     Returns:
         The written paths.
+
+    Raises:
+        ValueError: floats outside [0, 1], non-binary integers, a bad threshold, wrong rank,
+            or a frame name count that differs from T.
     """
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
     frames = _frames(masks, "masks")
+    names = _frame_names(frame_names, len(frames))
+    foreground = binarize_masks(frames, threshold)
     folder = Path(root) / "Annotations" / str(video_id) / str(exp_id)
     paths = []
-    for frame, name in zip(frames, _frame_names(frame_names, len(frames))):
-        image = Image.fromarray(np.where(frame != 0, 255, 0).astype(np.uint8), mode="L")
+    for frame, name in zip(foreground, names):
+        image = Image.fromarray(np.where(frame, 255, 0).astype(np.uint8), mode="L")
         paths.append(atomic_write_bytes(folder / f"{name}.png", _png_bytes(image)))
     return paths
 

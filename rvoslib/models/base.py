@@ -16,6 +16,7 @@ that builds the parts from their specs. The base gives every architecture the sa
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -57,6 +58,21 @@ class RVOSModel(nn.Module):
     config_class: ClassVar[type[ArchitectureConfig]] = ArchitectureConfig
     task: ClassVar[str] = "rvos"
     text_encoder: nn.Module
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RVOSModel:
+        if cls is RVOSModel:  # rvoslib 0.1 built the seed design as RVOSModel(backbone=...)
+            import warnings
+
+            from rvoslib.models.architectures.fusion import FusionModel
+
+            warnings.warn(
+                "RVOSModel(backbone=..., ...) is deprecated since rvoslib 0.2: build the seed "
+                "design with FusionModel(backbone=..., ...) (same keywords)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return super().__new__(FusionModel)
+        return super().__new__(cls)
 
     # ------------------------------------------------------------------ building and config
     @classmethod
@@ -105,7 +121,7 @@ class RVOSModel(nn.Module):
                 registry = self.config_class.parts[name]
                 values[name] = registry.spec_of(getattr(self, name))
             else:
-                values[name] = recorded[name]
+                values[name] = copy.deepcopy(recorded[name])
         return self.config_class(**values)
 
     # ------------------------------------------------------------------ the forward contract

@@ -1,38 +1,58 @@
-"""Training: the :class:`Trainer`, checkpoints, callbacks and distributed helpers."""
+"""Training: the :class:`Trainer`, its config, optimizer and schedule, checkpoints, callbacks,
+the fast path and distributed helpers."""
 
 from rvoslib.training.callbacks import Callback, LambdaCallback
 from rvoslib.training.checkpoint import load_training_state, save_checkpoint
-from rvoslib.training.controls import ShuffledTextDataset
+from rvoslib.training.config import TrainerConfig
 from rvoslib.training.distributed import (
     DistributedContext,
     ShardSampler,
     all_reduce_mean,
     init_distributed,
 )
-from rvoslib.training.fast import apply_fast_path, maybe_compile
-from rvoslib.training.trainer import (
-    NonFiniteLossError,
-    Trainer,
-    TrainerConfig,
-    batch_iou,
-    predict_in_chunks,
-)
+from rvoslib.training.fast import apply_fast_path, maybe_compile, prepare_fast_path
+from rvoslib.training.optim import CosineRestarts, build_optimizer, build_scheduler
+from rvoslib.training.trainer import NonFiniteLossError, Trainer, TrainingStep
 
 __all__ = [
     "Callback",
+    "CosineRestarts",
     "DistributedContext",
     "LambdaCallback",
     "NonFiniteLossError",
     "ShardSampler",
-    "ShuffledTextDataset",
     "Trainer",
     "TrainerConfig",
+    "TrainingStep",
     "all_reduce_mean",
     "apply_fast_path",
-    "batch_iou",
+    "build_optimizer",
+    "build_scheduler",
     "init_distributed",
     "load_training_state",
     "maybe_compile",
-    "predict_in_chunks",
+    "prepare_fast_path",
     "save_checkpoint",
 ]
+
+# Names that moved in rvoslib 0.2, importable from here with a DeprecationWarning.
+_MOVED = {
+    "ShuffledTextDataset": ("rvoslib.data", "ShuffledTextDataset"),
+    "batch_iou": ("rvoslib.metrics.batch", "batch_iou"),
+    "predict_in_chunks": ("rvoslib.inference", "predict_in_chunks"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'rvoslib.training' has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module, attribute = _MOVED[name]
+    warnings.warn(
+        f"rvoslib.training.{name} moved to {module}.{attribute} in rvoslib 0.2",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attribute)

@@ -23,6 +23,7 @@ from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel
 
 __all__ = [
     "TRAINING_STATE_FILE",
+    "TRAINING_STATE_KEYS",
     "config_differences",
     "get_rng_state",
     "load_training_state",
@@ -31,6 +32,26 @@ __all__ = [
 ]
 
 TRAINING_STATE_FILE = "training_state.pt"
+#: The keys of a training state, exactly (``load_training_state`` refuses others).
+TRAINING_STATE_KEYS = (
+    "format_version",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "epoch",
+    "step",
+    "best_metric",
+    "best_epoch",
+    "validations_without_improvement",
+    "nonfinite_steps",
+    "history",
+    "rng",
+    "trainer_config",
+    "model_config",
+    "run_info",
+    "world_size",
+)
+TRAINING_STATE_VERSION = 2
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -79,6 +100,8 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the folder lacks a model or a training state (names the file).
+        ValueError: the state's keys are not exactly :data:`TRAINING_STATE_KEYS` (a state of
+            another rvoslib version, or not a training state): unknown and missing keys named.
     """
     directory = Path(directory)
     for name in (CONFIG_FILE, WEIGHTS_FILE, TRAINING_STATE_FILE):
@@ -87,20 +110,45 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
                 f"{str(directory / name)!r} not found: a training checkpoint folder holds "
                 f"{CONFIG_FILE}, {WEIGHTS_FILE} and {TRAINING_STATE_FILE}"
             )
-    return torch.load(directory / TRAINING_STATE_FILE, map_location="cpu", weights_only=False)
+    path = directory / TRAINING_STATE_FILE
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    keys = set(state) if isinstance(state, dict) else set()
+    unknown, missing = (
+        sorted(keys - set(TRAINING_STATE_KEYS)),
+        sorted(set(TRAINING_STATE_KEYS) - keys),
+    )
+    if unknown or missing or state.get("format_version") != TRAINING_STATE_VERSION:
+        raise ValueError(
+            f"{str(path)!r} is not a training state of this rvoslib version (format "
+            f"{TRAINING_STATE_VERSION}): unknown keys {unknown}, missing keys {missing}"
+        )
+    return state
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Describe the keys whose values differ between two flat config dicts.
+    """Describe the keys whose values differ between two config dicts (nested dicts are
+    compared key by key, named with dots: ``fusion.hidden_dim``).
 
     Returns:
         Lines like ``"lr: 0.0005 (checkpoint) != 0.001 (now)"``, sorted by key.
     """
+    left_flat, right_flat = _flatten(saved), _flatten(current)
     lines = []
-    for key in sorted(set(saved) | set(current)):
-        left, right = saved.get(key, "<missing>"), current.get(key, "<missing>")
+    for key in sorted(set(left_flat) | set(right_flat)):
+        left, right = left_flat.get(key, "<missing>"), right_flat.get(key, "<missing>")
         if json.dumps(left, sort_keys=True, default=str) != json.dumps(
             right, sort_keys=True, default=str
         ):
             lines.append(f"{key}: {left!r} (checkpoint) != {right!r} (now)")
     return lines
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,4 +1,10 @@
-"""The fast path: memory layouts and compilation that speed up training and inference."""
+"""The fast path, defined once for the Trainer and the benchmark.
+
+On a CUDA device it means: bf16 autocast (the Trainer's default there), ``channels_last``
+(2D) / ``channels_last_3d`` (3D) layouts, cuDNN autotuning, the fused AdamW, and
+``torch.compile`` of the training step. On the CPU only the layouts apply (oneDNN
+convolutions like them).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,31 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["apply_fast_path", "maybe_compile"]
+__all__ = [
+    "COMPILE_MODES",
+    "DEFAULT_COMPILE_MODE",
+    "apply_fast_path",
+    "compile_options",
+    "maybe_compile",
+    "prepare_fast_path",
+    "use_fused_optimizer",
+]
+
+
+#: ``torch.compile`` modes the fast path knows (``reduce-overhead`` adds CUDA graphs).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DEFAULT_COMPILE_MODE = "default"
+
+
+def compile_options(mode: str = DEFAULT_COMPILE_MODE) -> dict[str, object]:
+    """Keyword arguments of ``torch.compile`` for a fast-path compile ``mode``.
+
+    Raises:
+        ValueError: unknown mode (lists :data:`COMPILE_MODES`).
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    return {} if mode == "default" else {"mode": mode}
 
 
 def apply_fast_path(model: nn.Module) -> nn.Module:
@@ -25,6 +55,19 @@ def apply_fast_path(model: nn.Module) -> nn.Module:
         elif isinstance(module, nn.Conv3d):
             module.to(memory_format=torch.channels_last_3d)
     return model
+
+
+def prepare_fast_path(model: nn.Module, device: torch.device) -> nn.Module:
+    """Layouts for ``model`` and backend settings for ``device`` (cuDNN autotuning on CUDA)."""
+    apply_fast_path(model)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+def use_fused_optimizer(device: torch.device) -> bool:
+    """Whether the fast path uses the fused AdamW kernel on ``device`` (CUDA only)."""
+    return device.type == "cuda"
 
 
 def maybe_compile(model: nn.Module, **kwargs: object) -> nn.Module:

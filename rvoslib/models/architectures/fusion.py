@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -31,8 +32,14 @@ from rvoslib.models.text import TextFeatures
 __all__ = ["FusionConfig", "FusionModel"]
 
 
+#: The seed design's loss: BCE 0.3 + Dice 0.6 + focal 0.1 (keyword arguments of RVOSLoss).
+DEFAULT_LOSS: Mapping[str, float] = MappingProxyType(
+    {"bce_weight": 0.3, "dice_weight": 0.6, "focal_weight": 0.1}
+)
+
+
 def _default_loss() -> dict[str, float]:
-    return {"bce_weight": 0.3, "dice_weight": 0.6, "focal_weight": 0.1}
+    return dict(DEFAULT_LOSS)
 
 
 @dataclasses.dataclass
@@ -82,7 +89,8 @@ class FusionModel(RVOSModel):
         text_encoder: Expression encoder (:class:`~rvoslib.models.TextEncoder`).
         fusion: Fuses the coarsest level with the text; its ``visual_channels`` must equal
             the backbone's last ``out_channels``.
-        temporal: Mixes frames, ``(B, T, C, h, w)`` in and out.
+        temporal: Mixes frames, ``(B, T, C, h, w)`` in and out (``None``: no mixing, the
+            ``"identity"`` temporal module).
         head: Predicts ``(B, T, 1, H, W)`` logits from the fused map and the finer levels.
         loss: Keyword arguments of :class:`~rvoslib.losses.RVOSLoss`.
 
@@ -104,11 +112,15 @@ class FusionModel(RVOSModel):
         backbone: nn.Module,
         text_encoder: nn.Module,
         fusion: nn.Module,
-        temporal: nn.Module,
+        temporal: nn.Module | None,
         head: nn.Module,
-        loss: Mapping[str, float] | None = None,
+        loss: Mapping[str, float] = DEFAULT_LOSS,
     ) -> None:
         super().__init__()
+        if temporal is None:
+            from rvoslib.models.temporal.identity import NoTemporalMixing
+
+            temporal = NoTemporalMixing(fusion.out_channels)
         _check_fit("backbone", backbone.out_channels[-1], "fusion", fusion.visual_channels)
         _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
         _check_fit("fusion", fusion.out_channels, "temporal", getattr(temporal, "channels", None))
@@ -118,7 +130,7 @@ class FusionModel(RVOSModel):
         self.fusion = fusion
         self.temporal = temporal
         self.head = head
-        self.criterion = RVOSLoss(**(loss if loss is not None else _default_loss()))
+        self.criterion = RVOSLoss(**loss)
 
     @classmethod
     def build(cls, config: FusionConfig, *, pretrained: bool = False) -> FusionModel:

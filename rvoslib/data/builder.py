@@ -1,0 +1,162 @@
+"""``DataConfig``: which data a run trains and validates on, and the datasets it describes.
+
+``rvos train`` generates one option per field (same name, same default); recipes set them.
+Dataset kinds are registered builders: ``register_dataset(name)`` adds one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import Dataset, Subset
+
+__all__ = ["DataConfig", "build_datasets", "dataset_names", "register_dataset"]
+
+#: Synthetic videos are kept in memory up to this total size (frames and labels).
+SYNTHETIC_CACHE_BYTES = 2**30
+
+_BUILDERS: dict[str, Callable[[DataConfig, int], tuple[Dataset, Dataset]]] = {}
+
+
+@dataclass
+class DataConfig:
+    """The data of a training run.
+
+    Attributes:
+        dataset: A registered dataset kind (:func:`dataset_names`): ``synthetic``, ``davis``
+            (Ref-DAVIS17), ``ytvos`` (Ref-YouTube-VOS).
+        root: Dataset root folder (not used by ``synthetic``).
+        train_split: Split to train on.
+        val_split: Split to validate on (``davis``).
+        num_frames: Frames per training clip.
+        size: Training image size (square crop for real data; side of synthetic videos).
+        train_videos: Number of synthetic training videos.
+        val_videos: Number of synthetic held-out videos.
+        val_frames: Frames of each synthetic held-out video.
+        attributes: What synthetic expressions may name: ``color``, ``shape``, ``position``,
+            ``motion``.
+        val_fraction: Share of Ref-YouTube-VOS training videos held out for validation.
+        shuffle_text: Control experiment: pair every training clip with another clip's
+            expression (:class:`~rvoslib.data.ShuffledTextDataset`).
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    num_frames: int = 4
+    size: int = 64
+    train_videos: int = 4096
+    val_videos: int = 96
+    val_frames: int = 8
+    attributes: list[str] = dataclasses.field(
+        default_factory=lambda: ["color", "shape", "motion", "position"]
+    )
+    val_fraction: float = 0.05
+    shuffle_text: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+def register_dataset(
+    name: str,
+) -> Callable[[Callable[[DataConfig, int], tuple[Dataset, Dataset]]], Any]:
+    """Decorator registering ``builder(config, seed) -> (train, val)`` under ``name``."""
+
+    def decorator(builder: Callable[[DataConfig, int], tuple[Dataset, Dataset]]) -> Any:
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorator
+
+
+def dataset_names() -> list[str]:
+    """The registered dataset kinds, sorted."""
+    return sorted(_BUILDERS)
+
+
+def build_datasets(config: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The training and held-out datasets ``config`` describes.
+
+    Args:
+        config: The data settings.
+        seed: Seed of synthetic data and of the ``shuffle_text`` permutation.
+
+    Raises:
+        KeyError: unknown dataset kind (lists the registered ones).
+        ValueError: ``root`` missing for a dataset that needs one.
+    """
+    if config.dataset not in _BUILDERS:
+        raise KeyError(
+            f"unknown dataset {config.dataset!r}; registered datasets: {', '.join(dataset_names())}"
+        )
+    train, val = _BUILDERS[config.dataset](config, seed)
+    if config.shuffle_text:
+        from rvoslib.data.controls import ShuffledTextDataset
+
+        train = ShuffledTextDataset(train, seed=seed)
+    return train, val
+
+
+def _require_root(config: DataConfig) -> str:
+    if not config.root:
+        raise ValueError(f"root is required for dataset {config.dataset!r} (--root)")
+    return config.root
+
+
+@register_dataset("synthetic")
+def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    from rvoslib.data.synthetic import SyntheticRVOSDataset
+
+    video_bytes = 4 * config.num_frames * config.size**2  # RGB frames + labels
+    train = SyntheticRVOSDataset(
+        config.train_videos,
+        config.num_frames,
+        config.size,
+        seed=seed,
+        attributes=config.attributes,
+        cache=config.train_videos * video_bytes <= SYNTHETIC_CACHE_BYTES,
+    )
+    val = SyntheticRVOSDataset(
+        config.val_videos,
+        config.val_frames,
+        config.size,
+        seed=seed + 100_003,
+        attributes=config.attributes,
+    )
+    return train, val
+
+
+@register_dataset("davis")
+def _davis(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    from rvoslib.data.davis import RefDAVISDataset
+    from rvoslib.data.transforms import eval_transform, train_transform
+
+    root = _require_root(config)
+    train = RefDAVISDataset(
+        root,
+        split=config.train_split,
+        num_frames=config.num_frames,
+        transform=train_transform(config.size),
+    )
+    val = RefDAVISDataset(root, split=config.val_split, transform=eval_transform(config.size))
+    return train, val
+
+
+@register_dataset("ytvos")
+def _ytvos(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    from rvoslib.data.transforms import eval_transform, train_transform
+    from rvoslib.data.ytvos import RefYouTubeVOSDataset
+
+    root = _require_root(config)
+    full = RefYouTubeVOSDataset(
+        root, split="train", num_frames=config.num_frames, transform=train_transform(config.size)
+    )
+    held_out = max(1, int(len(full) * config.val_fraction))
+    whole = RefYouTubeVOSDataset(root, split="train", transform=eval_transform(config.size))
+    return Subset(full, range(held_out, len(full))), Subset(whole, range(held_out))

@@ -1,0 +1,552 @@
+"""Hungarian matching of query tracks to target tracks (MTTR, ReferFormer, SOC, LoSh).
+
+Query ``n`` is one object track: the same object in every frame of the clip. The matching cost
+of query ``n`` and target ``m`` is a weighted sum of per-frame costs averaged over time:
+
+- class: the per-frame label of target ``m`` is "referred" in the frames where ``m`` is the
+  referred target *and* visible, "no object" otherwise. ``"softmax"`` (MTTR, K = 2 logits):
+  ``-p(label)``. ``"focal"`` (ReferFormer/SOC, K = 1 logit): the DETR focal cost
+  ``pos(p) - neg(p)`` for a "referred" frame and its negative ``neg(p) - pos(p)`` for a
+  "no object" frame. A target that is not the referred one therefore costs ``-p(no object)``
+  in every frame, as in MTTR's matcher (``compute_is_referred_cost``), which pushes the queries
+  that look referred towards the referred target. (ReferFormer has one target, the referred one,
+  and averages its class cost over the visible frames only; here the invisible frames count as
+  "no object" frames, MTTR's choice, consistently with the labels of :class:`SetCriterion`.)
+  Averaged over the clip's valid frames (``frame_valid``).
+- dice: ``-Dice`` (smooth 1) between ``sigmoid`` of the prediction upsampled (bilinear) to the
+  target size and the target mask, per frame, averaged over valid frames (MTTR).
+- mask focal: the per-pixel mean of the sigmoid focal loss, per frame, averaged over valid
+  frames (ReferFormer; computed without an ``N x M x pixels`` tensor).
+- box L1 / GIoU: ``|b - b*|_1`` and ``-GIoU`` of ``cxcywh`` boxes, averaged over the frames where
+  the target is visible (ReferFormer averages over all frames, zero boxes included).
+
+Costs are computed batched on the outputs' device; the ``(Ly, B, N, M)`` cost goes to the host in
+one transfer, and ``scipy.optimize.linear_sum_assignment`` solves each (layer, clip) problem
+over the real targets only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib.losses.boxes import box_cxcywh_to_xyxy, generalized_box_iou, masks_to_boxes
+
+__all__ = [
+    "HungarianMatcher",
+    "hungarian_assignment",
+    "match_cost_matrix",
+    "prepare_targets",
+    "referred_query_index",
+]
+
+CLASS_LOSSES = ("softmax", "focal")
+TARGET_KEYS = ("masks", "target_valid", "referred", "frame_valid")
+_LARGE_COST = 1e6
+
+
+def prepare_targets(
+    targets: Mapping[str, torch.Tensor], with_boxes: bool = True
+) -> dict[str, torch.Tensor]:
+    """Check the targets and add ``visible`` (and ``boxes``) when they are missing.
+
+    Args:
+        targets: ``masks (B, M, T, H, W)`` binary, ``target_valid (B, M)`` bool (real targets),
+            ``referred (B, M)`` bool, ``frame_valid (B, T)`` bool (frames with ground truth);
+            optionally ``visible (B, M, T)`` bool and ``boxes (B, M, T, 4)`` normalised cxcywh.
+        with_boxes: Add ``boxes`` when missing (skip it when no box term is used).
+
+    Returns:
+        A new dict with the input keys plus ``visible`` (mask non-empty) and, if ``with_boxes``,
+        ``boxes`` (:func:`~rvoslib.losses.boxes.masks_to_boxes`). Cheap on prepared targets.
+
+    Example:
+        >>> yes = torch.ones(1, 2, dtype=torch.bool)
+        >>> targets = {"masks": torch.zeros(1, 1, 2, 4, 4), "target_valid": yes[:, :1],
+        ...            "referred": yes[:, :1], "frame_valid": yes}
+        >>> targets["masks"][0, 0, 1, 1:3, 0:2] = 1
+        >>> prepared = prepare_targets(targets)
+        >>> prepared["visible"].tolist(), prepared["boxes"][0, 0, 1].tolist()
+        ([[[False, True]]], [0.25, 0.5, 0.5, 0.5])
+
+    Raises:
+        KeyError: a required key is missing. TypeError/ValueError: a wrong dtype or shape.
+    """
+    if not isinstance(targets, Mapping):
+        raise TypeError(f"targets must be a dict of tensors, got {type(targets).__name__}")
+    missing = [key for key in TARGET_KEYS if key not in targets]
+    if missing:
+        raise KeyError(f"targets is missing {missing}; expected keys {list(TARGET_KEYS)}")
+    masks = targets["masks"]
+    if not is_compiling():
+        check_tensor(masks, "targets['masks']", ("B", "M", "T", "H", "W"))
+        batch, num_targets, frames = masks.shape[:3]
+        for key, dims in (
+            ("target_valid", (batch, num_targets)),
+            ("referred", (batch, num_targets)),
+            ("frame_valid", (batch, frames)),
+            ("visible", (batch, num_targets, frames)),
+        ):
+            if key in targets:
+                check_tensor(targets[key], f"targets[{key!r}]", dims, floating=False)
+        if "boxes" in targets:
+            check_tensor(targets["boxes"], "targets['boxes']", (batch, num_targets, frames, 4))
+    prepared = {key: targets[key].bool() for key in ("target_valid", "referred", "frame_valid")}
+    prepared["masks"] = masks
+    if "visible" in targets:
+        prepared["visible"] = targets["visible"].bool()
+    else:
+        binary = masks if masks.dtype == torch.bool else masks > 0.5
+        prepared["visible"] = binary.flatten(-2).any(-1)
+    if "boxes" in targets:
+        prepared["boxes"] = targets["boxes"]
+    elif with_boxes:
+        prepared["boxes"] = masks_to_boxes(masks)
+    return prepared
+
+
+def _check_outputs(
+    outputs: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    class_loss: str,
+    need_boxes: bool,
+) -> None:
+    """Check the model outputs against the targets (shared by the matcher and the criterion)."""
+    if not isinstance(outputs, Mapping):
+        raise TypeError(f"outputs must be a dict of tensors, got {type(outputs).__name__}")
+    for key in ("is_referred", "masks"):
+        if key not in outputs:
+            raise KeyError(f"outputs is missing {key!r}; got keys {sorted(outputs)}")
+    if need_boxes and "boxes" not in outputs:
+        raise KeyError(
+            "outputs has no 'boxes' but the box terms have nonzero weights; "
+            f"got keys {sorted(outputs)}"
+        )
+    batch, _, frames = targets["masks"].shape[:3]
+    logits = check_tensor(
+        outputs["is_referred"], "outputs['is_referred']", ("Ly", "B", "T", "N", "K"), floating=True
+    )
+    num_classes = 2 if class_loss == "softmax" else 1
+    if logits.shape[-1] != num_classes or tuple(logits.shape[1:3]) != (batch, frames):
+        raise ValueError(
+            f"outputs['is_referred'] must be (Ly, B={batch}, T={frames}, N, K={num_classes}) "
+            f"for class_loss={class_loss!r}, got {format_shape(logits.shape)}"
+        )
+    layers, _, _, queries = logits.shape[:4]
+    masks = check_tensor(
+        outputs["masks"], "outputs['masks']", ("Ly", "B", "T", "N", "h", "w"), floating=True
+    )
+    if tuple(masks.shape[:4]) != (layers, batch, frames, queries):
+        raise ValueError(
+            f"outputs['masks'] must be (Ly={layers}, B={batch}, T={frames}, N={queries}, h, w), "
+            f"got {format_shape(masks.shape)}"
+        )
+    if need_boxes:
+        boxes = check_tensor(
+            outputs["boxes"], "outputs['boxes']", ("Ly", "B", "T", "N", 4), floating=True
+        )
+        if tuple(boxes.shape[:4]) != (layers, batch, frames, queries):
+            raise ValueError(
+                f"outputs['boxes'] must be (Ly={layers}, B={batch}, T={frames}, N={queries}, 4), "
+                f"got {format_shape(boxes.shape)}"
+            )
+
+
+def _focal_terms(
+    logits: torch.Tensor, alpha: float, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-element focal loss for a positive and for a negative label, from logits."""
+    probs = torch.sigmoid(logits)
+    pos = (1 - probs) ** gamma * F.softplus(-logits)
+    neg = probs**gamma * F.softplus(logits)
+    if alpha >= 0:
+        pos, neg = alpha * pos, (1 - alpha) * neg
+    return pos, neg
+
+
+def _upsample(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) of ``(..., h, w)`` to ``(..., *size)``."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    flat = F.interpolate(masks.flatten(0, -3)[:, None], size=size, mode="bilinear")
+    return flat[:, 0].view(*masks.shape[:-2], *size)
+
+
+def _time_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``values (B, T, N, M)`` averaged over T with ``weight (B, T, M)`` -> ``(B, N, M)``."""
+    total = (values * weight[:, :, None, :]).sum(1)
+    return total / weight.sum(1).clamp_min(1.0)[:, None, :]
+
+
+def _layer_cost(
+    is_referred: torch.Tensor,
+    masks: torch.Tensor,
+    boxes: torch.Tensor | None,
+    targets: Mapping[str, torch.Tensor],
+    weights: tuple[float, float, float, float, float],
+    class_loss: str,
+    focal_alpha: float,
+    focal_gamma: float,
+) -> torch.Tensor:
+    class_w, dice_w, focal_w, l1_w, giou_w = weights
+    batch, frames, queries = masks.shape[:3]
+    num_targets, height, width = targets["masks"].shape[1], *targets["masks"].shape[-2:]
+    visible = targets["visible"].transpose(1, 2)  # (B, T, M)
+    frame_w = targets["frame_valid"].float()[:, :, None].expand(batch, frames, num_targets)
+    cost = masks.new_zeros((batch, queries, num_targets), dtype=torch.float32)
+    if class_w:
+        referred = targets["referred"] & targets["target_valid"]
+        label = (referred[:, None, :] & visible).float()[:, :, None, :]  # (B, T, 1, M)
+        logits = is_referred.float()
+        if class_loss == "softmax":
+            probs = logits.softmax(-1)[..., None, :]  # (B, T, N, 1, 2)
+            per_frame = -(label * probs[..., 0] + (1 - label) * probs[..., 1])
+        else:
+            pos, neg = _focal_terms(logits[..., 0], focal_alpha, focal_gamma)
+            per_frame = (2 * label - 1) * (pos - neg)[..., None]
+        cost = cost + class_w * _time_mean(per_frame, frame_w)
+    if dice_w or focal_w:
+        pred = _upsample(masks.float(), (height, width)).flatten(-2)  # (B, T, N, P)
+        gt_t = targets["masks"].float().transpose(1, 2).flatten(-2).transpose(-1, -2)  # (B,T,P,M)
+        if dice_w:
+            probs = pred.sigmoid()
+            inter = probs @ gt_t  # (B, T, N, M)
+            total = probs.sum(-1)[..., None] + gt_t.sum(-2)[:, :, None, :]
+            dice = (2 * inter + 1) / (total + 1)
+            cost = cost - dice_w * _time_mean(dice, frame_w)
+        if focal_w:
+            pos, neg = _focal_terms(pred, focal_alpha, focal_gamma)
+            focal = ((pos - neg) @ gt_t + neg.sum(-1)[..., None]) / pred.shape[-1]
+            cost = cost + focal_w * _time_mean(focal, frame_w)
+    if (l1_w or giou_w) and boxes is not None:
+        visible_w = visible.float() * frame_w
+        pred_boxes = boxes.float()[:, :, :, None, :]  # (B, T, N, 1, 4)
+        gt_boxes = targets["boxes"].float().transpose(1, 2)[:, :, None]  # (B, T, 1, M, 4)
+        if l1_w:
+            l1 = (pred_boxes - gt_boxes).abs().sum(-1)
+            cost = cost + l1_w * _time_mean(l1, visible_w)
+        if giou_w:
+            giou = generalized_box_iou(
+                box_cxcywh_to_xyxy(boxes.float()), box_cxcywh_to_xyxy(gt_boxes[:, :, 0])
+            )
+            cost = cost - giou_w * _time_mean(giou, visible_w)
+    return cost
+
+
+def match_cost_matrix(
+    is_referred: torch.Tensor,
+    masks: torch.Tensor,
+    targets: Mapping[str, torch.Tensor],
+    boxes: torch.Tensor | None = None,
+    *,
+    class_weight: float = 2.0,
+    dice_weight: float = 5.0,
+    mask_focal_weight: float = 0.0,
+    box_l1_weight: float = 0.0,
+    giou_weight: float = 0.0,
+    class_loss: str = "softmax",
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> torch.Tensor:
+    """The matching cost of one decoder layer (see the module docstring for the terms).
+
+    Args:
+        is_referred: ``(B, T, N, K)`` logits, K = 2 for ``"softmax"``, 1 for ``"focal"``.
+        masks: ``(B, T, N, h, w)`` mask logits.
+        targets: the target dict (see :func:`prepare_targets`), ``masks (B, M, T, H, W)``.
+        boxes: ``(B, T, N, 4)`` normalised cxcywh boxes, needed for nonzero box weights.
+        class_weight, dice_weight, mask_focal_weight, box_l1_weight, giou_weight: Term weights.
+        class_loss: ``"softmax"`` or ``"focal"``.
+        focal_alpha, focal_gamma: Focal parameters (class and mask focal costs).
+
+    Returns:
+        ``(B, N, M)`` float32 cost, no gradient (columns of padding targets are meaningless).
+
+    Example:
+        >>> targets = {"masks": torch.ones(1, 1, 2, 8, 8), "target_valid": torch.ones(1, 1).bool(),
+        ...            "referred": torch.ones(1, 1).bool(), "frame_valid": torch.ones(1, 2).bool()}
+        >>> match_cost_matrix(torch.zeros(1, 2, 3, 2), torch.zeros(1, 2, 3, 4, 4), targets).shape
+        torch.Size([1, 3, 1])
+    """
+    if class_loss not in CLASS_LOSSES:
+        raise ValueError(f"class_loss must be one of {CLASS_LOSSES}, got {class_loss!r}")
+    need_boxes = bool(box_l1_weight or giou_weight)
+    targets = prepare_targets(targets, with_boxes=need_boxes)
+    check_tensor(is_referred, "is_referred", ("B", "T", "N", "K"), floating=True)
+    check_tensor(masks, "masks", ("B", "T", "N", "h", "w"), floating=True)
+    outputs = {"is_referred": is_referred[None], "masks": masks[None]}
+    if boxes is not None:
+        check_tensor(boxes, "boxes", ("B", "T", "N", 4), floating=True)
+        outputs["boxes"] = boxes[None]
+    _check_outputs(outputs, targets, class_loss, need_boxes)
+    weights = (class_weight, dice_weight, mask_focal_weight, box_l1_weight, giou_weight)
+    with torch.no_grad(), torch.autocast(device_type=masks.device.type, enabled=False):
+        return _layer_cost(
+            is_referred, masks, boxes, targets, weights, class_loss, focal_alpha, focal_gamma
+        )
+
+
+def _solve(cost: torch.Tensor, target_valid: torch.Tensor) -> np.ndarray:
+    """One host transfer, then one assignment per (layer, clip): ``(L, B, M)`` int64, -1 = none."""
+    from scipy.optimize import linear_sum_assignment  # lazy: keeps `import rvoslib` light
+
+    layers, batch, queries, num_targets = cost.shape
+    valid_row = target_valid.to(cost.device, torch.float32)[None, :, None, :]
+    packed = torch.cat((cost.detach().float(), valid_row.expand(layers, -1, -1, -1)), dim=2)
+    host = packed.cpu().numpy()
+    valid = host[0, :, queries] > 0.5  # (B, M)
+    for clip, count in enumerate(valid.sum(1)):
+        if count > queries:
+            raise ValueError(
+                f"clip {clip} has M={int(count)} real targets but only N={queries} queries; "
+                "the matcher needs M <= N"
+            )
+    result = np.full((layers, batch, num_targets), -1, dtype=np.int64)
+    for layer in range(layers):
+        for clip in range(batch):
+            columns = np.flatnonzero(valid[clip])
+            if columns.size == 0:
+                continue
+            matrix = host[layer, clip, :queries][:, columns].astype(np.float64)
+            matrix = np.nan_to_num(matrix, nan=_LARGE_COST, posinf=_LARGE_COST, neginf=-_LARGE_COST)
+            rows, cols = linear_sum_assignment(matrix)
+            result[layer, clip, columns[cols]] = rows
+    return result
+
+
+def hungarian_assignment(cost: torch.Tensor, target_valid: torch.Tensor) -> torch.Tensor:
+    """Minimum-cost assignment of every real target to a distinct query, per clip.
+
+    Non-finite costs are replaced by ``+-1e6`` so that a diverging model still gets a matching
+    (its loss will be non-finite, for the trainer to handle).
+
+    Args:
+        cost: ``(B, N, M)`` or ``(Ly, B, N, M)`` cost (any device; copied to the host once).
+        target_valid: ``(B, M)`` bool, the real targets (others are left unmatched).
+
+    Returns:
+        ``(B, M)`` or ``(Ly, B, M)`` long on ``cost``'s device: the query matched to each
+        target, ``-1`` for padding targets.
+
+    Raises:
+        ValueError: a clip has more real targets than queries, or the shapes disagree.
+
+    Example:
+        >>> cost = torch.tensor([[[0.0, 1.0], [2.0, 0.0], [0.5, 0.5]]])
+        >>> hungarian_assignment(cost, torch.tensor([[True, True]])).tolist()
+        [[0, 1]]
+    """
+    if not isinstance(cost, torch.Tensor) or cost.ndim not in (3, 4):
+        shape = format_shape(cost.shape) if isinstance(cost, torch.Tensor) else type(cost).__name__
+        raise ValueError(f"cost must be (B, N, M) or (Ly, B, N, M), got {shape}")
+    check_tensor(target_valid, "target_valid", (cost.shape[-3], cost.shape[-1]), floating=False)
+    layered = cost if cost.ndim == 4 else cost[None]
+    result = torch.from_numpy(_solve(layered, target_valid.bool())).to(cost.device)
+    return result if cost.ndim == 4 else result[0]
+
+
+def referred_query_index(
+    assignment: torch.Tensor, referred: torch.Tensor, target_valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The query matched to the referred target of each clip (SOC's contrastive positive).
+
+    Args:
+        assignment: ``(..., B, M)`` long from :func:`hungarian_assignment` (``-1`` = unmatched).
+        referred: ``(B, M)`` bool.
+        target_valid: ``(B, M)`` bool, or ``None`` (all real).
+
+    Returns:
+        ``(..., B)`` long, ``-1`` for a clip without a (matched) referred target.
+
+    Example:
+        >>> referred_query_index(torch.tensor([[4, 2]]), torch.tensor([[False, True]])).tolist()
+        [2]
+    """
+    if not is_compiling():
+        check_tensor(referred, "referred", ("B", "M"), floating=False)
+        if assignment.shape[-2:] != referred.shape:
+            raise ValueError(
+                f"assignment must be (..., B, M) with (B, M) = {tuple(referred.shape)} of "
+                f"referred, got {format_shape(assignment.shape)}"
+            )
+    chosen = referred.bool() if target_valid is None else referred.bool() & target_valid.bool()
+    return torch.where(chosen, assignment, torch.full_like(assignment, -1)).amax(-1)
+
+
+class HungarianMatcher(nn.Module):
+    """Hungarian matcher over whole tracks (query ``n`` = one object in every frame).
+
+    Args:
+        class_weight: Weight of the class cost.
+        dice_weight: Weight of the ``-Dice`` cost.
+        mask_focal_weight: Weight of the mask focal cost.
+        box_l1_weight: Weight of the box L1 cost (needs ``outputs["boxes"]``).
+        giou_weight: Weight of the ``-GIoU`` cost (needs ``outputs["boxes"]``).
+        class_loss: ``"softmax"`` (K = 2 logits, index 0 = referred) or ``"focal"`` (K = 1).
+        focal_alpha, focal_gamma: Focal parameters of the class and mask focal costs.
+
+    Presets: :meth:`mttr` (2 softmax class + 5 Dice), :meth:`referformer` (2 focal class + 5 L1
+    + 2 GIoU + 2 mask focal + 5 Dice), :meth:`soc` (2 focal class + 5 Dice + 2 L1 + 2 GIoU).
+
+    Example:
+        >>> matcher = HungarianMatcher.mttr()
+        >>> outputs = {"is_referred": torch.zeros(3, 1, 2, 4, 2),  # (Ly, B, T, N, K)
+        ...            "masks": torch.zeros(3, 1, 2, 4, 4, 4)}  # (Ly, B, T, N, h, w)
+        >>> targets = {"masks": torch.ones(1, 1, 2, 8, 8), "target_valid": torch.ones(1, 1).bool(),
+        ...            "referred": torch.ones(1, 1).bool(), "frame_valid": torch.ones(1, 2).bool()}
+        >>> matcher.assign(outputs, targets).shape  # (Ly, B, M)
+        torch.Size([3, 1, 1])
+        >>> query, target = matcher(outputs, targets)[-1][0]  # last layer, clip 0
+        >>> target.tolist()
+        [0]
+    """
+
+    def __init__(
+        self,
+        class_weight: float = 2.0,
+        dice_weight: float = 5.0,
+        mask_focal_weight: float = 0.0,
+        box_l1_weight: float = 0.0,
+        giou_weight: float = 0.0,
+        class_loss: str = "softmax",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+    ) -> None:
+        super().__init__()
+        weights = {
+            "class_weight": class_weight,
+            "dice_weight": dice_weight,
+            "mask_focal_weight": mask_focal_weight,
+            "box_l1_weight": box_l1_weight,
+            "giou_weight": giou_weight,
+        }
+        for name, value in weights.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not any(weights.values()):
+            raise ValueError(f"at least one matching weight must be nonzero, got {weights}")
+        if class_loss not in CLASS_LOSSES:
+            raise ValueError(f"class_loss must be one of {CLASS_LOSSES}, got {class_loss!r}")
+        self.weights = tuple(float(value) for value in weights.values())
+        self.class_loss, self.focal_alpha, self.focal_gamma = class_loss, focal_alpha, focal_gamma
+
+    @classmethod
+    def mttr(cls) -> HungarianMatcher:
+        """MTTR: ``2 x -p(label)`` (softmax) ``+ 5 x -Dice``, averaged over frames."""
+        return cls(class_weight=2.0, dice_weight=5.0, class_loss="softmax")
+
+    @classmethod
+    def referformer(cls) -> HungarianMatcher:
+        """ReferFormer: 2 focal class + 5 box L1 + 2 GIoU + 2 mask focal + 5 Dice."""
+        return cls(2.0, 5.0, mask_focal_weight=2.0, box_l1_weight=5.0, giou_weight=2.0,
+                   class_loss="focal")  # fmt: skip
+
+    @classmethod
+    def soc(cls) -> HungarianMatcher:
+        """SOC: 2 focal class + 5 Dice + 2 box L1 + 2 GIoU (no mask focal cost)."""
+        return cls(2.0, 5.0, box_l1_weight=2.0, giou_weight=2.0, class_loss="focal")
+
+    @property
+    def uses_boxes(self) -> bool:
+        """Whether the cost has box terms (then ``outputs["boxes"]`` is required)."""
+        return bool(self.weights[3] or self.weights[4])
+
+    def extra_repr(self) -> str:
+        names = ("class", "dice", "mask_focal", "box_l1", "giou")
+        weights = ", ".join(f"{n}={w:g}" for n, w in zip(names, self.weights) if w)
+        return f"{weights}, class_loss={self.class_loss!r}"
+
+    @torch.no_grad()
+    def cost(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        extra_cost: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The ``(Ly, B, N, M)`` float32 matching cost of every decoder layer (on the device).
+
+        Args:
+            outputs: ``is_referred (Ly, B, T, N, K)``, ``masks (Ly, B, T, N, h, w)``, and
+                ``boxes (Ly, B, T, N, 4)`` when the box weights are nonzero.
+            targets: see :func:`prepare_targets`.
+            extra_cost: added to the cost, broadcastable to ``(Ly, B, N, M)`` (e.g. LoSh's
+                ``-0.8 x`` intersection term, ``(B, N, 1)``), or ``None``.
+        """
+        targets = prepare_targets(targets, with_boxes=self.uses_boxes)
+        if not is_compiling():
+            _check_outputs(outputs, targets, self.class_loss, self.uses_boxes)
+        masks = outputs["masks"]
+        layers, batch, _, queries = masks.shape[:4]
+        shape = (layers, batch, queries, targets["masks"].shape[1])
+        if extra_cost is not None:
+            try:
+                ok = torch.broadcast_shapes(tuple(extra_cost.shape), shape) == shape
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"extra_cost must broadcast to (Ly, B, N, M) = {shape}, "
+                    f"got {format_shape(extra_cost.shape)}"
+                )
+        boxes = outputs.get("boxes") if self.uses_boxes else None
+        with torch.autocast(device_type=masks.device.type, enabled=False):
+            cost = torch.stack(
+                [
+                    _layer_cost(
+                        outputs["is_referred"][layer],
+                        masks[layer],
+                        None if boxes is None else boxes[layer],
+                        targets,
+                        self.weights,
+                        self.class_loss,
+                        self.focal_alpha,
+                        self.focal_gamma,
+                    )
+                    for layer in range(layers)
+                ]
+            )
+            if extra_cost is not None:
+                cost = cost + extra_cost.detach().float()
+        return cost
+
+    def assign(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        extra_cost: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Match every layer separately: ``(Ly, B, M)`` long query per target, ``-1`` = padding.
+
+        Arguments as in :meth:`cost`. One device-to-host copy for the whole batch and all layers.
+        """
+        targets = prepare_targets(targets, with_boxes=self.uses_boxes)
+        cost = self.cost(outputs, targets, extra_cost)
+        return hungarian_assignment(cost, targets["target_valid"])
+
+    def forward(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        extra_cost: torch.Tensor | None = None,
+    ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Match every layer; ``result[layer][clip] = (query_indices, target_indices)``.
+
+        Arguments as in :meth:`cost`. The index tensors are int64 on the CPU, sorted by target,
+        one entry per real target.
+        """
+        targets = prepare_targets(targets, with_boxes=self.uses_boxes)
+        cost = self.cost(outputs, targets, extra_cost)
+        assignment = _solve(cost, targets["target_valid"])
+        result = []
+        for per_layer in assignment:
+            clips = []
+            for per_clip in per_layer:
+                target_idx = np.flatnonzero(per_clip >= 0)
+                clips.append((torch.from_numpy(per_clip[target_idx]), torch.from_numpy(target_idx)))
+            result.append(clips)
+        return result
