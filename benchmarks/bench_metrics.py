@@ -1,21 +1,32 @@
-"""Benchmark DAVIS J&F on one 480x854 sequence: numpy reference vs rvoslib's torch path.
+"""Benchmark DAVIS J and F on one 480x854 sequence: the official algorithm vs rvoslib's.
 
-Method: a synthetic 80-frame sequence (a moving ellipse and a perturbed prediction, so the
-boundaries are as sparse as real ones); every method computes per-frame J and F of all
-frames. Each timing is the median of ``--repeats`` runs after ``--warmup`` runs; CUDA timings
-synchronise the device before the clock stops (masks start on the GPU). The slow references
-run ``--reference-repeats`` times. All methods must agree exactly; the table shows the largest
-difference from the reference.
+Method: a synthetic sequence (a moving ellipse and a perturbed prediction, so the boundaries
+are as sparse as real ones); every method computes per-frame J, then per-frame F, of all
+frames. For each CPU thread count of ``--threads`` (torch's and OpenCV's), the methods are:
+
+* ``numpy reference``: :mod:`rvoslib.metrics.reference`, the official functions transcribed
+  frame by frame with a textbook dilation (slow; ``--reference-repeats`` runs);
+* ``official (cv2.dilate)``: the official ``f_measure`` algorithm as davis2017-evaluation runs
+  it, frame by frame with ``cv2.dilate`` (and the reference ``db_eval_iou`` for J);
+* ``rvoslib default``: ``region_similarity`` / ``boundary_f_measure`` as called by default
+  (``num_threads=1``: one torch thread for the metric, whatever torch's setting);
+* ``rvoslib num_threads=None``: the same on torch's thread count (the former default).
+
+Each timing is the median of ``--repeats`` runs after ``--warmup`` runs; CUDA timings
+synchronise the device. ``--busy N`` keeps N other processes spinning during the runs (a busy
+machine: other workers, data loaders), where extra threads that wait for each other hurt. All
+methods must agree exactly; the table shows the largest difference from the first method.
 
 Usage:
-    python benchmarks/bench_metrics.py                # CPU, and CUDA when available
-    python benchmarks/bench_metrics.py --json out.json --threads 1
+    python benchmarks/bench_metrics.py                          # threads 1 and 2, CUDA too
+    python benchmarks/bench_metrics.py --threads 1,2 --busy 2 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import statistics
 import time
@@ -57,93 +68,142 @@ def time_it(run: Callable[[], object], repeats: int, warmup: int, sync: Callable
     return statistics.median(times), result
 
 
-def official_cv2(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The official algorithm as davis2017-evaluation runs it (cv2.dilate), if cv2 exists."""
-    try:
-        import cv2
-    except ImportError:
-        return None
+def official_f(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """The official ``f_measure`` algorithm, frame by frame with ``cv2.dilate``."""
+    import cv2
+
     radius = boundary_tolerance(0.008, *gt.shape[1:])
     footprint = ref.disk_footprint(radius).astype(np.uint8)
-    j_values, f_values = [], []
+    values = []
     for p, g in zip(pred, gt):
-        j_values.append(ref.db_eval_iou(g, p))
         pb, gb = ref.seg2bmap(p), ref.seg2bmap(g)
         p_match = np.count_nonzero(pb & cv2.dilate(gb.astype(np.uint8), footprint).astype(bool))
         g_match = np.count_nonzero(gb & cv2.dilate(pb.astype(np.uint8), footprint).astype(bool))
         precision = p_match / pb.sum() if pb.any() else 1.0
         recall = g_match / gb.sum() if gb.any() else 1.0
         total = precision + recall
-        f_values.append(0.0 if total == 0 else 2 * precision * recall / total)
-    return np.asarray(j_values), np.asarray(f_values)
+        values.append(0.0 if total == 0 else 2 * precision * recall / total)
+    return np.asarray(values)
+
+
+def _spin() -> None:
+    while True:
+        pass
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=80)
+    parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reference-repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts")
+    parser.add_argument("--busy", type=int, default=0, help="spinning processes during the runs")
     parser.add_argument("--skip-reference", action="store_true", help="skip the slow numpy one")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     pred, gt = make_sequence(args.frames, args.height, args.width)
-    no_sync = lambda: None  # noqa: E731
-    rows = []
-
-    def record(name: str, device: str, seconds: float, result) -> None:
-        j_values, f_values = (np.asarray(torch.as_tensor(v).cpu()) for v in result)
-        rows.append(
-            {"method": name, "device": device, "seconds": seconds, "j": j_values, "f": f_values}
-        )
-
-    if not args.skip_reference:
-
-        def reference_run():
-            return (
-                np.array([ref.db_eval_iou(g, p) for p, g in zip(pred, gt)]),
-                np.array([ref.f_measure(p, g) for p, g in zip(pred, gt)]),
-            )
-
-        seconds, result = time_it(reference_run, args.reference_repeats, 0, no_sync)
-        record("numpy reference (per frame)", "cpu", seconds, result)
-    if official_cv2(pred[:1], gt[:1]) is not None:
-        seconds, result = time_it(
-            lambda: official_cv2(pred, gt), args.reference_repeats, 1, no_sync
-        )
-        record("official algorithm, cv2.dilate", "cpu", seconds, result)
-
-    def torch_run(p, g):
-        return lambda: (region_similarity(p, g), boundary_f_measure(p, g))
-
     cpu_pred, cpu_gt = torch.from_numpy(pred), torch.from_numpy(gt)
-    seconds, result = time_it(torch_run(cpu_pred, cpu_gt), args.repeats, args.warmup, no_sync)
-    record(f"rvoslib torch ({torch.get_num_threads()} threads)", "cpu", seconds, result)
-    if torch.cuda.is_available():
-        gpu_pred, gpu_gt = cpu_pred.cuda(), cpu_gt.cuda()
-        seconds, result = time_it(
-            torch_run(gpu_pred, gpu_gt), args.repeats, args.warmup, torch.cuda.synchronize
-        )
-        record("rvoslib torch", f"cuda ({torch.cuda.get_device_name()})", seconds, result)
+    no_sync = lambda: None  # noqa: E731
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
+    for spinner in spinners:
+        spinner.start()
+    rows = []
+    try:
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            if cv2 is not None:
+                cv2.setNumThreads(threads)
+            methods: list[tuple[str, str, Callable, Callable, int, int]] = []
+            if not args.skip_reference:
+                j_ref = lambda: np.array([ref.db_eval_iou(g, p) for p, g in zip(pred, gt)])  # noqa: E731
+                f_ref = lambda: np.array([ref.f_measure(p, g) for p, g in zip(pred, gt)])  # noqa: E731
+                methods.append(("numpy reference", "cpu", j_ref, f_ref, args.reference_repeats, 0))
+            if cv2 is not None:
+                j_official = lambda: np.array([ref.db_eval_iou(g, p) for p, g in zip(pred, gt)])  # noqa: E731
+                methods.append(
+                    ("official (cv2.dilate)", "cpu", j_official, lambda: official_f(pred, gt), 3, 1)
+                )
+            for label, kwargs in (
+                ("rvoslib default", {}),
+                ("rvoslib num_threads=None", {"num_threads": None}),
+            ):
+                methods.append(
+                    (
+                        label,
+                        "cpu",
+                        lambda kw=kwargs: region_similarity(cpu_pred, cpu_gt, **kw),
+                        lambda kw=kwargs: boundary_f_measure(cpu_pred, cpu_gt, **kw),
+                        args.repeats,
+                        args.warmup,
+                    )
+                )
+            for name, device, j_run, f_run, repeats, warmup in methods:
+                for measure, run in (("J", j_run), ("F", f_run)):
+                    seconds, result = time_it(run, repeats, warmup, no_sync)
+                    values = np.asarray(torch.as_tensor(result).cpu())
+                    rows.append(
+                        {
+                            "measure": measure,
+                            "method": name,
+                            "device": device,
+                            "threads": threads,
+                            "seconds": seconds,
+                            "values": values,
+                        }
+                    )
+        if torch.cuda.is_available():
+            gpu_pred, gpu_gt = cpu_pred.cuda(), cpu_gt.cuda()
+            for measure, run in (
+                ("J", lambda: region_similarity(gpu_pred, gpu_gt)),
+                ("F", lambda: boundary_f_measure(gpu_pred, gpu_gt)),
+            ):
+                seconds, result = time_it(run, args.repeats, args.warmup, torch.cuda.synchronize)
+                rows.append(
+                    {
+                        "measure": measure,
+                        "method": "rvoslib default",
+                        "device": f"cuda ({torch.cuda.get_device_name()})",
+                        "threads": None,
+                        "seconds": seconds,
+                        "values": np.asarray(result.cpu()),
+                    }
+                )
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+            spinner.join()
 
-    base = rows[0]
-    print(f"J&F of a {args.frames}x{args.height}x{args.width} sequence; median of runs")
+    official = {
+        (row["measure"], row["threads"]): row["seconds"]
+        for row in rows
+        if row["method"] == "official (cv2.dilate)"
+    }
+    first = {}
     print(
-        f"{'method':34s} {'device':28s} {'total ms':>10s} {'ms/frame':>9s} {'speed-up':>9s} "
-        f"{'max |diff|':>10s}"
+        f"J and F of a {args.frames}x{args.height}x{args.width} sequence, {args.busy} busy "
+        f"processes, {torch.get_num_interop_threads()} interop threads; median of runs"
+    )
+    print(
+        f"{'':2s} {'method':26s} {'device':10s} {'threads':>7s} {'total ms':>9s} {'ms/frame':>9s} "
+        f"{'official/this':>13s} {'max |diff|':>10s}"
     )
     for row in rows:
-        diff = max(np.abs(row["j"] - base["j"]).max(), np.abs(row["f"] - base["f"]).max())
-        row["max_abs_diff"] = float(diff)
-        row["speedup"] = base["seconds"] / row["seconds"]
+        base = first.setdefault(row["measure"], row["values"])
+        row["max_abs_diff"] = float(np.abs(row["values"] - base).max())
+        reference = official.get((row["measure"], row["threads"]))
+        row["official_over_this"] = reference / row["seconds"] if reference else None
+        ratio = f"{row['official_over_this']:12.2f}x" if reference else f"{'':13s}"
         print(
-            f"{row['method']:34s} {row['device']:28s} {row['seconds'] * 1e3:10.1f} "
-            f"{row['seconds'] * 1e3 / args.frames:9.2f} {row['speedup']:8.1f}x {diff:10.1e}"
+            f"{row['measure']:2s} {row['method']:26s} {row['device'][:10]:10s} "
+            f"{row['threads'] or '':>7} {row['seconds'] * 1e3:9.1f} "
+            f"{row['seconds'] * 1e3 / args.frames:9.2f} {ratio} {row['max_abs_diff']:10.1e}"
         )
     if args.json:
         meta = {
@@ -151,10 +211,11 @@ def main() -> None:
             "height": args.height,
             "width": args.width,
             "repeats": args.repeats,
+            "busy": args.busy,
             "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(),
         }
-        out = [{k: v for k, v in row.items() if k not in ("j", "f")} for row in rows]
+        out = [{k: v for k, v in row.items() if k != "values"} for row in rows]
         with open(args.json, "w") as file:
             json.dump({"meta": meta, "results": out}, file, indent=2)
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         model = rvoslib.RVOSModel.from_pretrained(args.checkpoint)
     else:
-        overrides = {"tokenizer": args.tokenizer} if args.tokenizer else {}
+        overrides = {"text_encoder": {"tokenizer": args.tokenizer}} if args.tokenizer else {}
         model = rvoslib.create_model(args.preset, **overrides)
     predictor = VideoPredictor(
         model,

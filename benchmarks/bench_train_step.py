@@ -1,13 +1,14 @@
 """CPU/GPU time of one training step of a preset, with config variants side by side.
 
-Method: one fixed batch of synthetic clips, ``forward -> RVOSLoss -> backward -> AdamW step``
+Method: one fixed batch of synthetic clips, ``TrainingStep`` (forward and the model's loss terms) ``-> backward -> AdamW step``
 (fp32, no autocast), ``--warmup`` untimed steps, then the median of ``--repeats`` timed steps
 (``torch.cuda.synchronize`` around each on CUDA). Each variant is a JSON object of
-:class:`~rvoslib.RVOSConfig` overrides applied to the preset.
+:func:`rvoslib.create_model` overrides (part specs) applied to the preset.
 
 Examples:
-    python benchmarks/bench_train_step.py                     # tiny: temporal_expansion 2 vs 1
-    python benchmarks/bench_train_step.py --threads 2 --variants '{}' '{"temporal": false}'
+    python benchmarks/bench_train_step.py                     # tiny: temporal expansion 2 vs 1
+    python benchmarks/bench_train_step.py --threads 2 --variants '{}' \\
+        '{"temporal": {"name": "identity"}}'
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import time
 
 import torch
 
-from rvoslib import RVOSLoss, create_model
+from rvoslib import create_model
 from rvoslib.data import RVOSCollator, SyntheticRVOSDataset
+from rvoslib.training import TrainingStep
 
 
 def time_step(preset: str, overrides: dict, args: argparse.Namespace) -> dict:
@@ -30,15 +32,15 @@ def time_step(preset: str, overrides: dict, args: argparse.Namespace) -> dict:
     model = create_model(preset, **overrides).to(device)
     dataset = SyntheticRVOSDataset(args.batch, args.frames, args.size, seed=0)
     batch = RVOSCollator(model.text_encoder, 16)([dataset[i] for i in range(args.batch)])
-    frames, masks = batch["frames"].to(device), batch["masks"].to(device)
-    ids, mask = batch["text_ids"].to(device), batch["text_mask"].to(device)
-    criterion, optimizer = RVOSLoss(), torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tensors = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    training_step = TrainingStep(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        loss = criterion(model(frames, ids, mask)[:, :, 0], masks)
+        loss = sum(training_step(tensors)[0].values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -70,8 +72,8 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=['{"temporal_expansion": 2}', '{"temporal_expansion": 1}'],
-        help="JSON objects of RVOSConfig overrides",
+        default=['{"temporal": {"expansion": 2}}', '{"temporal": {"expansion": 1}}'],
+        help="JSON objects of create_model overrides",
     )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", type=int, default=4)

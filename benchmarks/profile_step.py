@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--compile-mode", default="default", help="fast-path compile mode")
     parser.add_argument("--rows", type=int, default=30, help="operators to print")
     parser.add_argument("--trace", default=None, help="write a Chrome trace here")
     parser.add_argument("--explain", action="store_true", help="count torch.compile graph breaks")
@@ -40,38 +41,35 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from rvoslib.benchmark import _configure, _inputs
-    from rvoslib.losses import RVOSLoss
+    from rvoslib.benchmark import _configure, benchmark_batch
 
     device = torch.device(args.device)
-    model, runner, optimizer, dtype, scaler, compiled = _configure(
-        args.mode, args.preset, device, not args.no_compile
+    compile_mode = None if args.no_compile else args.compile_mode
+    model, step_module, infer, optimizer, dtype, scaler, compiled = _configure(
+        args.mode, args.preset, device, compile_mode
     )
-    video, ids, mask, masks = _inputs(
-        model, args.batch, args.frames, args.size, args.text_length, device
-    )
+    batch = benchmark_batch(model, args.batch, args.frames, args.size, args.text_length, device)
     if args.mode == "fast":
-        video = video.contiguous(memory_format=torch.channels_last_3d)
-    criterion = RVOSLoss()
+        batch["frames"] = batch["frames"].contiguous(memory_format=torch.channels_last_3d)
+    mark_step = getattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
     autocast = (
         (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     )
     model.train()
 
     if args.explain:
-        explanation = torch._dynamo.explain(model)(video, ids, mask)
+        from rvoslib.training import TrainingStep
+
+        explanation = torch._dynamo.explain(TrainingStep(model))(batch)
         print(f"graph breaks: {explanation.graph_break_count}, graphs: {explanation.graph_count}")
         for reason in explanation.break_reasons[:10]:
             print("  break:", reason.reason)
         torch._dynamo.reset()
-        if compiled:
-            from rvoslib.training.fast import maybe_compile
-
-            runner = maybe_compile(model)
 
     def step() -> None:
+        mark_step()
         with autocast():
-            loss = criterion(runner(video, ids, mask), masks)
+            loss = sum(step_module(batch)[0].values())
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
             scaler.step(optimizer)
@@ -101,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     with torch.inference_mode(), autocast():
         for _ in range(args.warmup):
-            runner(video, ids, mask)
+            mark_step()
+            infer(batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         with profile(activities=activities) as prof:
             for _ in range(args.steps):
-                runner(video, ids, mask)
+                mark_step()
+                infer(batch)
             if device.type == "cuda":
                 torch.cuda.synchronize()
     print(f"== inference ({args.mode}), {args.steps} calls, by {sort}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from rvoslib import create_model
 from rvoslib.data import RefDAVISDataset, eval_transform, train_transform
 from rvoslib.training import Trainer, TrainerConfig
+from rvoslib.viz import write_overlay_strips
 
 
 def offline_bert_tokenizer() -> str | None:
@@ -67,7 +68,7 @@ def main() -> None:
     val_data = RefDAVISDataset(args.root, split=args.val_split, transform=eval_transform(size))
     print(f"{len(train_data)} training and {len(val_data)} validation (video, expression) pairs")
 
-    overrides = {"tokenizer": args.tokenizer} if args.tokenizer else {}
+    overrides = {"text_encoder": {"tokenizer": args.tokenizer}} if args.tokenizer else {}
     model = create_model(args.preset, pretrained=args.pretrained, **overrides)
     config = TrainerConfig(
         epochs=epochs,
@@ -87,7 +88,16 @@ def main() -> None:
     print(f"{best}; checkpoint in {args.out}/best")
 
     overlays = Path(args.out) / "overlays"
-    trainer.write_overlays(val_data, overlays, len(val_data), frames_per_strip=4)
+    write_overlay_strips(
+        trainer.model,
+        val_data,
+        overlays,
+        len(val_data),
+        collate_fn=trainer.collate_fn,
+        device=trainer.device,
+        clip_len=8,
+        frames_per_strip=4,
+    )
     print(f"overlays in {overlays}")
 
 

@@ -37,15 +37,14 @@ def test_rvos_bench_cpu_quick_writes_json(tmp_path, capsys) -> None:
 
 
 def test_flop_count_scales_with_frames() -> None:
+    from rvoslib.benchmark import benchmark_batch
+
     model = create_model("tiny")
-    criterion_input = []
-    for frames in (1, 2):
-        video = torch.randn(1, frames, 3, 64, 64)
-        ids, mask = torch.ones(1, 5, dtype=torch.long), torch.ones(1, 5, dtype=torch.long)
-        criterion_input.append(
-            count_train_step_flops(model, video, ids, mask, torch.zeros(1, frames, 64, 64))
-        )
-    assert criterion_input[1] > 1.8 * criterion_input[0]
+    counts = [
+        count_train_step_flops(model, benchmark_batch(model, 1, frames, 64, 5, torch.device("cpu")))
+        for frames in (1, 2)
+    ]
+    assert counts[1] > 1.8 * counts[0]
 
 
 def test_unknown_mode_and_device_errors(capsys) -> None:

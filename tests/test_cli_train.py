@@ -72,20 +72,62 @@ def test_eval_on_davis_mini(trained, davis_mini, tmp_path, capsys) -> None:
     assert len(rows) == 5  # 4 (video, expression) pairs + the summary
 
 
-def test_yaml_config(tmp_path) -> None:
+def test_yaml_recipe(tmp_path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("epochs: 1\nbatch-size: 4\nsize: 32\nnum_frames: 2\ntrain_videos: 4\n")
+    config.write_text(
+        "model: {preset: tiny}\n"
+        "data: {size: 32, num_frames: 2, train_videos: 4, val_videos: 1, val_frames: 2}\n"
+        "trainer: {epochs: 1, batch_size: 4, progress: false, device: cpu}\n"
+        "run: {overlays: 0}\n"
+    )
     out = tmp_path / "out"
-    argv = ["train", "--config", str(config), "--val-videos", "1", "--val-frames", "2"]
-    assert main([*argv, "--overlays", "0", "--no-progress", "--out", str(out)]) == 0
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    saved = (out / "recipe.yaml").read_text()
+    assert "batch_size: 4" in saved and "train_videos: 4" in saved
 
 
 def test_yaml_unknown_key(tmp_path, capsys) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("epochz: 1\n")
+    config.write_text("trainer: {epochz: 1}\n")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown options ['epochz']" in capsys.readouterr().err
+    assert "unknown trainer fields ['epochz']" in capsys.readouterr().err
+    config.write_text("trainer: [1, 2\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert f"{str(config)!r} is not valid YAML" in capsys.readouterr().err
+
+
+def test_values_come_from_defaults_then_recipe_then_flags(capsys) -> None:
+    assert main(["train", "--print-config", "--lr", "0.01"]) == 0
+    printed = capsys.readouterr().out
+    assert "lr: 0.01" in printed  # the flag
+    assert "batch_size: 16" in printed  # the quickstart recipe
+    assert "betas:\n  - 0.9" in printed  # the TrainerConfig default
+    assert main(["train", "--print-config", "--config", "none"]) == 0
+    assert "batch_size: 2" in capsys.readouterr().out  # the dataclass default
+
+
+def test_cli_options_are_the_config_fields_with_their_defaults() -> None:
+    import argparse
+    import dataclasses
+
+    from rvoslib.cli import build_parser
+    from rvoslib.recipes import SECTIONS
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train_parser = train.choices["train"]
+    actions = {a.dest: a for a in train_parser._actions}
+    for section, cls in SECTIONS.items():
+        for item in dataclasses.fields(cls):
+            action = actions[f"{section}.{item.name}"]
+            assert "--" + item.name.replace("_", "-") in action.option_strings
+            default = (
+                item.default_factory()
+                if item.default_factory is not dataclasses.MISSING
+                else item.default
+            )
+            assert action.default == default, item.name
 
 
 def test_unknown_preset_lists_valid_ones(tmp_path, capsys) -> None:
@@ -119,26 +161,23 @@ def test_python_m_rvoslib_help() -> None:
 
 
 def test_synthetic_training_videos_are_cached_while_small() -> None:
-    import argparse
+    from rvoslib.data import DataConfig, build_datasets
+    from rvoslib.recipes import load_recipe
 
-    from rvoslib.cli.train import add_arguments, build_datasets
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    train, val = build_datasets(parser.parse_args([]))
+    train, val = build_datasets(load_recipe("quickstart").data)
     assert train.cache and not val.cache  # 4096 videos x 4 frames x 64 x 64: 268 MB
     assert train.attributes == val.attributes == ("color", "shape", "position")
-    motion, _ = build_datasets(parser.parse_args(["--attributes", "color", "motion"]))
+    motion, _ = build_datasets(DataConfig(attributes=["color", "motion"], train_videos=8))
     assert motion.attributes == ("color", "motion")
-    huge, _ = build_datasets(parser.parse_args(["--train-videos", "100000", "--size", "256"]))
+    huge, _ = build_datasets(DataConfig(train_videos=100000, size=256))
     assert not huge.cache
 
 
 def test_attribute_choices_match_the_dataset() -> None:
-    from rvoslib.cli.train import ATTRIBUTE_CHOICES, SYNTHETIC_ATTRIBUTES
+    from rvoslib.cli.train import ATTRIBUTE_CHOICES
     from rvoslib.data.synthetic import ATTRIBUTES
 
-    assert set(ATTRIBUTE_CHOICES) == set(ATTRIBUTES) and set(SYNTHETIC_ATTRIBUTES) < set(ATTRIBUTES)
+    assert set(ATTRIBUTE_CHOICES) == set(ATTRIBUTES)
 
 
 def test_unknown_attribute_lists_valid_ones(capsys) -> None:

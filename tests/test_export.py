@@ -19,14 +19,21 @@ from rvoslib.export import (
 from rvoslib.models.presets import TINY_TEXT_CONFIG
 
 
+def _small(text_config: dict) -> dict:
+    return {
+        "backbone": {"out_strides": [8, 16]},
+        "text_encoder": {"config": text_config, "out_dim": 32},
+        "fusion": {"hidden_dim": 32},
+        "head": {"hidden_channels": 16},
+    }
+
+
 @pytest.fixture(scope="module")
 def small_model():
     """The tiny preset made smaller still, so that the (slow) ONNX export takes seconds."""
     torch.manual_seed(0)
     text = {**TINY_TEXT_CONFIG, "num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64}
-    model = rvoslib.create_model(
-        "tiny", text_config=text, out_strides=(8, 16), hidden_dim=32, head_hidden=16
-    )
+    model = rvoslib.create_model("tiny", **_small(text))
     return model.eval()
 
 
@@ -64,12 +71,8 @@ def test_onnx_graph_names_dynamic_dims(onnx_file):
 
 def test_check_onnx_reports_a_mismatch(small_model, onnx_file):
     torch.manual_seed(1)  # other weights than the exported model's
-    other = rvoslib.create_model(
-        "tiny",
-        text_config={**TINY_TEXT_CONFIG, "num_hidden_layers": 1, "hidden_size": 32,
-                     "intermediate_size": 64},
-        out_strides=(8, 16), hidden_dim=32, head_hidden=16,
-    ).eval()  # fmt: skip
+    text = {**TINY_TEXT_CONFIG, "num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64}
+    other = rvoslib.create_model("tiny", **_small(text)).eval()
     with pytest.raises(ValueError, match="differs from PyTorch by"):
         check_onnx(other, onnx_file)
 

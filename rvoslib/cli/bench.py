@@ -43,6 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true", help="no torch.compile in fast mode")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        help="torch.compile mode of the fast path (default, reduce-overhead: CUDA graphs, ...)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (CI)")
     parser.add_argument("--json", help="write the rows to this JSON file")
     parser.set_defaults(func=run)
@@ -95,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=warmup,
         repeats=repeats,
         compile_model=not args.no_compile,
+        compile_mode=args.compile_mode,
     )
     command = "rvos bench " + " ".join(shlex.quote(a) for a in getattr(args, "_argv", sys.argv[2:]))
     rows = []

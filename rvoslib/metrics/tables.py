@@ -121,8 +121,17 @@ def read_official_tables(
         return float(cell) if cell else math.nan
 
     global_rows, sequence_rows = tables
-    if len(global_rows) != 1:
-        raise ValueError(f"{folder / f'global_results-{split}.csv'} must have one row of values")
+    if len(global_rows) != 1 or len(global_rows[0]) != len(GLOBAL_COLUMNS):
+        raise ValueError(
+            f"{folder / f'global_results-{split}.csv'} must have one row of "
+            f"{len(GLOBAL_COLUMNS)} values"
+        )
+    for line, row in enumerate(sequence_rows, 2):
+        if len(row) != len(PER_SEQUENCE_COLUMNS):
+            raise ValueError(
+                f"{folder / f'per-sequence_results-{split}.csv'}: row {line} must have "
+                f"{len(PER_SEQUENCE_COLUMNS)} cells, got {row}"
+            )
     means = {column: number(cell) for column, cell in zip(GLOBAL_COLUMNS, global_rows[0])}
     per_sequence = [(row[0], number(row[1]), number(row[2])) for row in sequence_rows]
     return means, per_sequence

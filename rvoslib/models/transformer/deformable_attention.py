@@ -314,9 +314,17 @@ class MultiScaleDeformableAttention(nn.Module):
 
 
 def _level_sizes(shapes: list[tuple[int, int]], like: torch.Tensor) -> torch.Tensor:
-    """``(L, 2)`` float32 ``(w, h)`` per level on ``like``'s device, without a host copy."""
-    sizes = like.new_empty(len(shapes), 2, dtype=torch.float32)
-    for level, (height, width) in enumerate(shapes):
-        sizes[level, 0] = width
-        sizes[level, 1] = height
-    return sizes
+    """``(L, 2)`` float32 ``(w, h)`` per level on ``like``'s device.
+
+    Built from fills with Python scalars: ``torch.tensor(...)`` or item assignment would copy
+    from the host and synchronise a GPU.
+    """
+    options = {"dtype": torch.float32, "device": like.device}
+    return torch.stack(
+        [
+            torch.cat(
+                [torch.full((1,), float(w), **options), torch.full((1,), float(h), **options)]
+            )
+            for h, w in shapes
+        ]
+    )

@@ -339,6 +339,7 @@ class DeformableDecoder(nn.Module):
             A :class:`DecoderOutput`.
         """
         num_layers = len(self.layers)
+        shapes = as_spatial_shapes(spatial_shapes)  # once, not per layer
         if not is_compiling():
             queries = check_tensor(queries, "queries", ("N", "Q", self.dim), floating=True)
             batch, num_queries, _ = queries.shape
@@ -368,9 +369,7 @@ class DeformableDecoder(nn.Module):
                 layer_points = layer_points.expand(-1, -1, self.num_levels, -1)
             else:
                 layer_points = layer_points * scale[:, None]
-            queries = layer(
-                queries, query_pos, layer_points, memory, spatial_shapes, memory_padding_mask
-            )
+            queries = layer(queries, query_pos, layer_points, memory, shapes, memory_padding_mask)
             hidden_states.append(queries)
             if box_heads is not None:
                 box = _refine(reference_points, box_heads[index](queries))
