@@ -6,8 +6,9 @@ frames. For each CPU thread count of ``--threads`` (torch's and OpenCV's), the m
 
 * ``numpy reference``: :mod:`rvoslib.metrics.reference`, the official functions transcribed
   frame by frame with a textbook dilation (slow; ``--reference-repeats`` runs);
-* ``official (cv2.dilate)``: the official ``f_measure`` algorithm as davis2017-evaluation runs
-  it, frame by frame with ``cv2.dilate`` (and the reference ``db_eval_iou`` for J);
+* ``official (cv2.dilate)``: the official algorithms as davis2017-evaluation runs them:
+  ``db_eval_iou`` on the whole (T, H, W) stack (``np.sum`` of boolean maps) for J, and
+  ``f_measure`` frame by frame with ``cv2.dilate`` for F;
 * ``rvoslib default``: ``region_similarity`` / ``boundary_f_measure`` as called by default
   (``num_threads=1``: one torch thread for the metric, whatever torch's setting);
 * ``rvoslib num_threads=None``: the same on torch's thread count (the former default).
@@ -35,6 +36,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from rvoslib._io import atomic_write_text
 from rvoslib.metrics import boundary_f_measure, boundary_tolerance, region_similarity
 from rvoslib.metrics import reference as ref
 
@@ -66,6 +68,18 @@ def time_it(run: Callable[[], object], repeats: int, warmup: int, sync: Callable
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def official_j(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """The official ``db_eval_iou`` as ``evaluation.py`` calls it: all frames at once, no void."""
+    annotation, segmentation = gt.astype(bool), pred.astype(bool)
+    keep = np.logical_not(np.zeros_like(segmentation))
+    inters = np.sum((segmentation & annotation) & keep, axis=(-2, -1))
+    union = np.sum((segmentation | annotation) & keep, axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = inters / union
+    values[np.isclose(union, 0)] = 1
+    return values
 
 
 def official_f(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -126,9 +140,15 @@ def main() -> None:
                 f_ref = lambda: np.array([ref.f_measure(p, g) for p, g in zip(pred, gt)])  # noqa: E731
                 methods.append(("numpy reference", "cpu", j_ref, f_ref, args.reference_repeats, 0))
             if cv2 is not None:
-                j_official = lambda: np.array([ref.db_eval_iou(g, p) for p, g in zip(pred, gt)])  # noqa: E731
                 methods.append(
-                    ("official (cv2.dilate)", "cpu", j_official, lambda: official_f(pred, gt), 3, 1)
+                    (
+                        "official (cv2.dilate)",
+                        "cpu",
+                        lambda: official_j(pred, gt),
+                        lambda: official_f(pred, gt),
+                        3,
+                        1,
+                    )
                 )
             for label, kwargs in (
                 ("rvoslib default", {}),
@@ -216,8 +236,7 @@ def main() -> None:
             "cpu": platform.processor() or platform.machine(),
         }
         out = [{k: v for k, v in row.items() if k != "values"} for row in rows]
-        with open(args.json, "w") as file:
-            json.dump({"meta": meta, "results": out}, file, indent=2)
+        atomic_write_text(args.json, json.dumps({"meta": meta, "results": out}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

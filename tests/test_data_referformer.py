@@ -157,3 +157,15 @@ def test_text_file_errors(raw_root: Path, tmp_path: Path) -> None:
         text = load_refdavis_text(tmp_path / "uneven", kinds=("annot1", "annot2"))
     assert [(r.exp_id, r.obj_id) for r in text.records] == [("0", 1), ("2", 1)]
     assert [(r.exp_id, r.obj_id) for r in text.dropped] == [("4", 2)]
+
+
+def test_more_layout_errors(raw_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"Ref-DAVIS17 expression file not found: .*x.txt"):
+        parse_refdavis_text(tmp_path / "x.txt")
+    referformer_convert(raw_root)
+    shutil.rmtree(raw_root / "valid/Annotations/blackswan")
+    with pytest.raises(FileNotFoundError, match=r"annotation folder not found: .*blackswan"):
+        RefYouTubeVOSDataset(raw_root, "valid")
+    shutil.rmtree(raw_root / "valid/Annotations")
+    without = RefYouTubeVOSDataset(raw_root, "valid")  # no Annotations: inference only
+    assert not without.has_masks and not without[0]["valid"].any()

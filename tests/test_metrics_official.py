@@ -58,6 +58,7 @@ def test_osvos_folder_reproduces_official_numbers(osvos, protocol, official) -> 
         np.mean([sum(v) / 2 for v in official.values()]), abs=1e-9
     )
     assert summary["num_objects"] == 2 and summary["num_annotators"] == 0
+    assert result.ground_truth == osvos[1] / "Annotations" / "480p"
 
 
 def test_official_tables_round_trip(osvos, tmp_path: Path) -> None:
@@ -83,6 +84,9 @@ def test_table_errors(tmp_path: Path) -> None:
     (tmp_path / "global_results-val.csv").write_text(",".join(GLOBAL_COLUMNS) + "\n1,2,3,4,5,6,7\n")
     (tmp_path / "per-sequence_results-val.csv").write_text("Sequence,J-Mean,F-Mean\nbear_1,0.5\n")
     with pytest.raises(ValueError, match=r"per-sequence_results-val.csv: row 2 must have 3 cells"):
+        read_official_tables(tmp_path)
+    (tmp_path / "global_results-val.csv").write_text(",".join(GLOBAL_COLUMNS) + "\n1,2\n")
+    with pytest.raises(ValueError, match=r"global_results-val.csv must have one row of 7 values"):
         read_official_tables(tmp_path)
     empty = DAVISFolderResult("all", "val")
     with pytest.raises(ValueError, match="float_format must be like '%.3f', got '%d%d'"):
@@ -169,6 +173,7 @@ def test_refer_davis_equals_independent_computation(tmp_path: Path) -> None:
             writer.add(name, exp_id, obj_id, values[2:], frame_ids[2:])
     result = evaluate_davis_folder(out, tmp_path / "DAVIS", "refer-davis")
     assert list(result.annotators) == ["anno_0", "anno_1", "anno_2", "anno_3"]
+    assert result.ground_truth == tmp_path / "DAVIS/Annotations_unsupervised/480p"
     tables, swapped = [], False
     for k in range(4):
         objects = []
@@ -264,10 +269,21 @@ def test_folder_errors(osvos, tmp_path: Path) -> None:
         evaluate_davis_folder(tmp_path, root, sequences=["blackswan"])
     with pytest.raises(FileNotFoundError, match=r"no predictions for sequence 'car-shadow'"):
         evaluate_davis_folder(tmp_path, root, sequences=["car-shadow"])
+    empty_root = tmp_path / "root"
+    (empty_root / "ImageSets/2017").mkdir(parents=True)
+    (empty_root / "ImageSets/2017/val.txt").write_text("blackswan\n")
+    with pytest.raises(FileNotFoundError, match=r"Annotations/480p \(the 'all' protocol .* too\)"):
+        evaluate_davis_folder(predictions, empty_root, "all")
+    (empty_root / "Annotations/480p/blackswan").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no ground-truth PNGs for 'blackswan'"):
+        evaluate_davis_folder(predictions, empty_root, "all")
     small = tmp_path / "small"
     for t in range(50):
         write_mask(small / "blackswan" / f"{t:05d}.png", np.zeros((64, 128), np.uint8))
     with pytest.raises(ValueError, match=r"is 128x64 but the ground truth .* is 854x480; write"):
+        evaluate_davis_folder(small, root, sequences=["blackswan"])
+    (small / "blackswan" / "00000.png").write_bytes(b"not a png")
+    with pytest.raises(OSError, match=r"cannot read image .*00000.png"):
         evaluate_davis_folder(small, root, sequences=["blackswan"])
     Image.new("RGB", (4, 4)).save(small / "blackswan" / "00000.png")
     with pytest.raises(

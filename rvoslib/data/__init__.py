@@ -6,11 +6,27 @@ str, ``video_id`` str, ``frame_ids`` list of str, ``obj_id`` int, ``exp_id`` str
 ``orig_size`` and ``unpadded_size`` ``(H, W)`` tuples for mapping predictions back.
 """
 
+from rvoslib.data.a2d import (
+    A2DSentencesDataset,
+    read_a2d_instances,
+    read_video_window,
+    window_indices,
+)
 from rvoslib.data.builder import DataConfig, build_datasets, dataset_names, register_dataset
 from rvoslib.data.collate import RVOSCollator
 from rvoslib.data.controls import ShuffledTextDataset
 from rvoslib.data.davis import ExpressionClipDataset, RefDAVISDataset
+from rvoslib.data.expressions import (
+    REFDAVIS_KINDS,
+    VIDEO_NAME_FIXES,
+    RefDAVISText,
+    find_refdavis_text,
+    load_refdavis_text,
+)
+from rvoslib.data.frame_query import AnnotatedFrameDataset, FrameQueryRecord, instance_boxes
 from rvoslib.data.io import ImageReadError, parse_refdavis_text, read_frame, read_mask
+from rvoslib.data.jhmdb import JHMDBSentencesDataset, read_puppet_masks
+from rvoslib.data.short_text import extract_short_text, short_texts
 from rvoslib.data.synthetic import SyntheticRVOSDataset, SyntheticScene
 from rvoslib.data.transforms import (
     IMAGENET_MEAN,
@@ -28,12 +44,19 @@ from rvoslib.data.ytvos import RefYouTubeVOSDataset
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "REFDAVIS_KINDS",
+    "VIDEO_NAME_FIXES",
+    "A2DSentencesDataset",
+    "AnnotatedFrameDataset",
     "ClipTransform",
     "DataConfig",
     "ExpressionClipDataset",
+    "FrameQueryRecord",
     "ImageReadError",
+    "JHMDBSentencesDataset",
     "RVOSCollator",
     "RefDAVISDataset",
+    "RefDAVISText",
     "RefYouTubeVOSDataset",
     "ShuffledTextDataset",
     "SyntheticRVOSDataset",
@@ -42,12 +65,21 @@ __all__ = [
     "dataset_names",
     "denormalize",
     "eval_transform",
+    "extract_short_text",
+    "find_refdavis_text",
+    "instance_boxes",
+    "load_refdavis_text",
     "parse_refdavis_text",
+    "read_a2d_instances",
     "read_frame",
     "read_mask",
+    "read_puppet_masks",
+    "read_video_window",
     "register_dataset",
     "restore_size",
+    "short_texts",
     "swap_left_right",
     "to_tensors",
     "train_transform",
+    "window_indices",
 ]

@@ -36,15 +36,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
-from rvoslib.losses.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
-from rvoslib.losses.matching import (
+from rvoslib.losses._set_inputs import (
     CLASS_LOSSES,
-    HungarianMatcher,
-    _check_outputs,
-    _focal_terms,
-    _upsample,
+    check_outputs,
+    focal_terms,
     prepare_targets,
+    upsample,
 )
+from rvoslib.losses.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
+from rvoslib.losses.matching import HungarianMatcher
 
 __all__ = ["LOSS_KEYS", "SetCriterion", "gather_matched"]
 
@@ -202,7 +202,7 @@ class SetCriterion(nn.Module):
         need_boxes = self.uses_boxes or self.matcher.uses_boxes
         prepared = prepare_targets(targets, with_boxes=need_boxes)
         if not is_compiling():
-            _check_outputs(outputs, prepared, self.class_loss, need_boxes)
+            check_outputs(outputs, prepared, self.class_loss, need_boxes)
         return prepared
 
     def terms(
@@ -249,7 +249,7 @@ class SetCriterion(nn.Module):
             losses["class"] = self._class_term(outputs, targets, assignment, matched, num_visible)
         if self.weights["dice"] or self.weights["mask_focal"]:
             pred = gather_matched(outputs["masks"], assignment).float()  # (Ly, B, T, M, h, w)
-            pred = _upsample(pred, tuple(targets["masks"].shape[-2:]))
+            pred = upsample(pred, tuple(targets["masks"].shape[-2:]))
             gt = targets["masks"].float().transpose(1, 2)[None]  # (1, B, T, M, H, W)
             if self.weights["dice"]:
                 probs = pred.sigmoid()
@@ -258,7 +258,7 @@ class SetCriterion(nn.Module):
                 dice = 1 - (2 * inter + 1) / (total + 1)
                 losses["dice"] = _layer_sum(dice * pair, num_pairs)
             if self.weights["mask_focal"]:
-                pos, neg = _focal_terms(pred, self.focal_alpha, self.focal_gamma)
+                pos, neg = focal_terms(pred, self.focal_alpha, self.focal_gamma)
                 focal = (gt * pos + (1 - gt) * neg).mean((-2, -1))
                 losses["mask_focal"] = _layer_sum(focal * pair, num_pairs)
         if self.uses_boxes:
@@ -299,7 +299,7 @@ class SetCriterion(nn.Module):
             weight = self.no_object_weight + (1 - self.no_object_weight) * is_referred_query
             num_frames = targets["frame_valid"].sum().clamp_min(1).float()
             return (ce * weight * frame_valid).sum() / num_frames
-        pos, neg = _focal_terms(logits[..., 0], self.focal_alpha, self.focal_gamma)
+        pos, neg = focal_terms(logits[..., 0], self.focal_alpha, self.focal_gamma)
         focal = label * pos + (1 - label) * neg
         return _layer_sum(focal * frame_valid, num_visible)
 

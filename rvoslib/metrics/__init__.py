@@ -22,6 +22,8 @@ from rvoslib.metrics.a2d import (
     intersection_union,
     precision_at_k,
 )
+from rvoslib.metrics.a2d_protocol import A2DProtocol, format_a2d_report
+from rvoslib.metrics.batch import batch_iou
 from rvoslib.metrics.coco import COCO_IOU_THRESHOLDS, coco_average_precision
 from rvoslib.metrics.davis import (
     boundary_f_measure,
@@ -70,11 +72,13 @@ __all__ = [
     "PROTOCOLS",
     "SUMMARY_KEYS",
     "A2DEvaluator",
+    "A2DProtocol",
     "DAVISFolderResult",
     "ObjectScore",
     "RVOSEvaluator",
     "RefDAVISWriter",
     "a2d_iou",
+    "batch_iou",
     "binarize_masks",
     "boundary_f_measure",
     "boundary_tolerance",
@@ -83,6 +87,7 @@ __all__ = [
     "disk_footprint",
     "evaluate_davis_folder",
     "evaluate_sequence",
+    "format_a2d_report",
     "intersection_union",
     "precision_at_k",
     "protocol_frames",

@@ -93,12 +93,14 @@ class DAVISFolderResult:
         split: The DAVIS split, e.g. ``"val"``.
         objects: Every scored object, in the official order (empty for an average).
         annotators: ``{"anno_0": result, ...}`` for a folder of annotator folders, else empty.
+        ground_truth: The annotation folder scored against (state it with the numbers).
     """
 
     protocol: str
     split: str
     objects: tuple[ObjectScore, ...] = ()
     annotators: dict[str, DAVISFolderResult] = field(default_factory=dict)
+    ground_truth: Path | None = None
 
     def global_means(self) -> dict[str, float]:
         """The official global table: :data:`GLOBAL_COLUMNS` -> value (NaN when empty).
@@ -173,7 +175,7 @@ def _read_ids(path: Path, what: str) -> np.ndarray:
 def _pairs(
     pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None, rows: int, columns: int, **kwargs
 ) -> tuple[np.ndarray, np.ndarray]:
-    """J and F ``(rows, columns, T)`` of predicted id ``r + 1`` against ground-truth id ``c + 1``."""
+    """J and F ``(rows, columns, T)`` of predicted id ``r + 1`` against ground-truth ``c + 1``."""
     shape = (rows, columns, pred.shape[0])
     j_values, f_values = np.zeros(shape), np.zeros(shape)
     for column in range(columns):
@@ -318,7 +320,7 @@ def _score_folder(
                 )
             pred_frames.append(frame)
         objects += score_sequence(np.stack(pred_frames), gt, protocol, sequence, device=device)
-    return DAVISFolderResult(protocol, split, tuple(objects))
+    return DAVISFolderResult(protocol, split, tuple(objects), ground_truth=gt_folder)
 
 
 def evaluate_davis_folder(
@@ -384,4 +386,4 @@ def evaluate_davis_folder(
         folder.name: _score_folder(folder, gt_folder, sequences, protocol, split, device)
         for folder in annotators
     }
-    return DAVISFolderResult(protocol, split, (), results)
+    return DAVISFolderResult(protocol, split, (), results, ground_truth=gt_folder)

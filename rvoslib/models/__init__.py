@@ -6,6 +6,7 @@ Importing this package registers every built-in part and architecture.
 from rvoslib.models.architectures import FusionConfig, FusionModel
 from rvoslib.models.backbones import (
     TinyConvNet,
+    VideoSwinBackbone,
     VisualBackbone,
     freeze_batchnorm,
     load_state_dict_file,
@@ -13,7 +14,18 @@ from rvoslib.models.backbones import (
 )
 from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel, read_config
 from rvoslib.models.config import ArchitectureConfig
-from rvoslib.models.fusion import CrossModalFusion, MultiHeadCrossAttention
+from rvoslib.models.flow import (
+    FlowConsistencyLoss,
+    FlowEstimator,
+    flow_consistency_loss,
+    forward_backward_occlusion,
+    warp,
+)
+from rvoslib.models.fusion import (
+    BidirectionalMultimodalFusion,
+    CrossModalFusion,
+    MultiHeadCrossAttention,
+)
 from rvoslib.models.heads import (
     DynamicMaskHead,
     DynamicMaskKernels,
@@ -45,9 +57,12 @@ __all__ = [
     "TEXT_ENCODERS",
     "WEIGHTS_FILE",
     "ArchitectureConfig",
+    "BidirectionalMultimodalFusion",
     "CrossModalFusion",
     "DynamicMaskHead",
     "DynamicMaskKernels",
+    "FlowConsistencyLoss",
+    "FlowEstimator",
     "FusionConfig",
     "FusionModel",
     "HashTokenizer",
@@ -62,9 +77,12 @@ __all__ = [
     "TextEncoder",
     "TextFeatures",
     "TinyConvNet",
+    "VideoSwinBackbone",
     "VisualBackbone",
     "convert_legacy_config",
     "create_model",
+    "flow_consistency_loss",
+    "forward_backward_occlusion",
     "freeze_batchnorm",
     "get_preset_config",
     "list_presets",
@@ -74,4 +92,5 @@ __all__ = [
     "register_preset",
     "sine_positions",
     "temporal_shift",
+    "warp",
 ]

@@ -173,13 +173,8 @@ def check_first_mask(
     if tuple(first_mask.shape) != tuple(expected):
         raise ValueError(
             f"first_mask must be (B, H, W) = {format_shape(expected)} to match frames "
-            f"{format_shape(frames.shape)} (frame size {frames.shape[-2]}x{frames.shape[-1]}), "
+            f"{format_shape(frames.shape)} (frames of {frames.shape[-2]}x{frames.shape[-1]}), "
             f"got {format_shape(first_mask.shape)}"
-            + (
-                f" (mask size {first_mask.shape[-2]}x{first_mask.shape[-1]})"
-                if first_mask.ndim >= 2
-                else ""
-            )
         )
     if require_object:
         empty = (first_mask.flatten(1) == 0).all(dim=1).nonzero().flatten().tolist()
@@ -314,7 +309,9 @@ class Seq2SeqModel(RVOSModel):
     ) -> dict[str, torch.Tensor]:
         """``frames (B, T, 3, H, W)``, ``first_mask (B, H, W)`` -> ``{"logits": (B, T, 1, H,
         W)}``."""
-        self._check_inputs(frames, first_mask)
+        if not is_compiling():
+            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+            check_first_mask(first_mask, frames)
         state = self.initial_state(frames[:, 0], first_mask)
         logits = [self.first_frame_logits(first_mask, frames.dtype)]
         if frames.shape[1] > 1:
@@ -354,12 +351,6 @@ class Seq2SeqModel(RVOSModel):
         hidden, state = self.temporal.forward_with_state(features, (hidden0, memory0))
         logits = self.decoder(hidden.flatten(0, 1), output_size=tuple(frames.shape[-2:]))
         return logits.unflatten(0, (batch, steps)), state
-
-    def _check_inputs(self, frames: torch.Tensor, first_mask: torch.Tensor) -> None:
-        if is_compiling():
-            return
-        check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
-        check_first_mask(first_mask, frames)
 
     # ------------------------------------------------------------------ training and evaluation
     def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

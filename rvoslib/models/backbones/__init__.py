@@ -6,10 +6,12 @@ from rvoslib.models.backbones.trunks import (
     load_state_dict_file,
     temporal_shift,
 )
+from rvoslib.models.backbones.video_swin import VideoSwinBackbone
 from rvoslib.models.backbones.visual import VisualBackbone
 
 __all__ = [
     "TinyConvNet",
+    "VideoSwinBackbone",
     "VisualBackbone",
     "freeze_batchnorm",
     "load_state_dict_file",

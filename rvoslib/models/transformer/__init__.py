@@ -19,6 +19,7 @@ from rvoslib.models.transformer.levels import (
     split_levels,
     valid_ratios,
 )
+from rvoslib.models.transformer.voc import VideoClusterOutput, VideoObjectCluster
 
 __all__ = [
     "DecoderOutput",
@@ -27,6 +28,8 @@ __all__ = [
     "DeformableEncoder",
     "DeformableEncoderLayer",
     "MultiScaleDeformableAttention",
+    "VideoClusterOutput",
+    "VideoObjectCluster",
     "as_spatial_shapes",
     "encoder_reference_points",
     "flatten_levels",

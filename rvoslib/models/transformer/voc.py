@@ -12,6 +12,10 @@ frame, then clusters them over the clip:
    self-attention, then an FFN; a final LayerNorm gives the video queries;
 3. the video query ``n`` is added back to frame query ``n`` of every frame (``hs + voc``).
 
+SOC clusters every decoder layer's frame queries in training (``(L, T, B, N, C)``, each layer on
+its own, for the auxiliary losses) and only the last layer's at inference; pass
+``(Ly, B, T, N, C)`` or ``(B, T, N, C)`` accordingly.
+
 Layers are post-norm (``x = LayerNorm(x + Dropout(sublayer(x)))``) with ReLU FFNs and Xavier
 initialisation, as released. SOC's optional windowed attention (``window_size > 0``) is not
 reproduced: its configs use ``window_size: 0``. Where the released module reshapes its
