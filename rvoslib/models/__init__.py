@@ -40,8 +40,11 @@ from rvoslib.models.registry import (
     BACKBONES,
     FUSIONS,
     HEADS,
+    MASK_HEADS,
+    PIXEL_DECODERS,
     TEMPORAL_MODULES,
     TEXT_ENCODERS,
+    TRANSFORMERS,
     Registry,
 )
 from rvoslib.models.temporal import NoTemporalMixing, TemporalModule
@@ -53,8 +56,11 @@ __all__ = [
     "CONFIG_FILE",
     "FUSIONS",
     "HEADS",
+    "MASK_HEADS",
+    "PIXEL_DECODERS",
     "TEMPORAL_MODULES",
     "TEXT_ENCODERS",
+    "TRANSFORMERS",
     "WEIGHTS_FILE",
     "ArchitectureConfig",
     "BidirectionalMultimodalFusion",

@@ -22,6 +22,18 @@ registry                  receives from the builder    provides
                           ``skip_channels`` (coarse    skips, text, output_size) -> (B, T, 1,
                           to fine), ``text_dim``,      H, W)`` logits
                           ``skip_strides``
+``TRANSFORMERS``          ``visual_channels`` (of      ``d_model``, ``num_queries``;
+                          the levels it takes, fine    ``forward(levels [(B, T, C_i, h_i, w_i)],
+                          to coarse), ``text_dim``     text) -> dict`` with ``"queries" (Ly, B,
+                                                       T, N, D)``, ``"memory"`` (the fused levels
+                                                       ``[(B, T, D, h_i, w_i)]``) and optionally
+                                                       ``"boxes" (Ly, B, T, N, 4)``,
+                                                       ``"text"`` (fused TextFeatures)
+``PIXEL_DECODERS``        ``in_channels`` (fine to     ``out_channels``; ``forward(levels, text)
+                          coarse), ``text_dim``        -> (B, T, P, h_0, w_0)`` (finest stride)
+``MASK_HEADS``            ``query_dim``,               ``forward(queries (Ly, B, T, N, D),
+                          ``pixel_channels``           pixels (B, T, P, h, w), **extras) ->
+                                                       (Ly, B, T, N, h, w)`` mask logits
 ``ARCHITECTURES``         (parts, built by             an :class:`~rvoslib.models.RVOSModel`
                           ``from_config``)             subclass
 ========================  ===========================  ==========================================
@@ -57,8 +69,11 @@ __all__ = [
     "BACKBONES",
     "FUSIONS",
     "HEADS",
+    "MASK_HEADS",
+    "PIXEL_DECODERS",
     "TEMPORAL_MODULES",
     "TEXT_ENCODERS",
+    "TRANSFORMERS",
     "Registry",
     "normalize_spec",
 ]
@@ -293,4 +308,7 @@ TEXT_ENCODERS = Registry("text encoder", injected=("pretrained",))
 FUSIONS = Registry("fusion", injected=("visual_channels", "text_dim"))
 TEMPORAL_MODULES = Registry("temporal module", injected=("channels",))
 HEADS = Registry("head", injected=("in_channels", "skip_channels", "skip_strides", "text_dim"))
+TRANSFORMERS = Registry("transformer", injected=("visual_channels", "text_dim"))
+PIXEL_DECODERS = Registry("pixel decoder", injected=("in_channels", "text_dim"))
+MASK_HEADS = Registry("mask head", injected=("query_dim", "pixel_channels"))
 ARCHITECTURES = Registry("architecture")
