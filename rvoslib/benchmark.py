@@ -220,7 +220,7 @@ def benchmark_mode(
     repeats: int = 10,
     compile_model: bool = True,
     flops: float | None = None,
-    compile_mode: str = "default",
+    compile_mode: str | None = None,
 ) -> BenchmarkResult:
     """Time one mode; see the module docstring for the method.
 
@@ -235,18 +235,21 @@ def benchmark_mode(
         warmup: Untimed runs before measuring (compilation happens here).
         repeats: Timed runs (the median is reported).
         compile_model: Let the ``fast`` mode use ``torch.compile`` on CUDA.
-        compile_mode: The fast path's compile mode (:func:`rvoslib.training.fast.compile_options`).
+        compile_mode: The fast path's compile mode (``None``: its default,
+            :data:`rvoslib.training.fast.DEFAULT_COMPILE_MODE`).
         flops: FLOPs of a train step if already counted.
 
     Raises:
         ValueError: unknown mode.
     """
+    from rvoslib.training import fast
+
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     with _restored_backend_flags():
         return _benchmark(mode, preset, batch, frames, size, text_length, torch.device(device),
-                          warmup, repeats, compile_mode if compile_model else None,
-                          flops)  # fmt: skip
+                          warmup, repeats, (compile_mode or fast.DEFAULT_COMPILE_MODE)
+                          if compile_model else None, flops)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -286,7 +289,7 @@ def _benchmark(mode, preset, batch, frames, size, text_length, device, warmup, r
     timer = _Timer(device, warmup, repeats)
     model.train()
     state: dict[str, torch.Tensor] = {}
-    mark_step = getattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    from rvoslib.training.fast import mark_step
 
     def forward() -> None:
         mark_step()

@@ -45,8 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--no-compile", action="store_true", help="no torch.compile in fast mode")
     parser.add_argument(
         "--compile-mode",
-        default="default",
-        help="torch.compile mode of the fast path (default, reduce-overhead: CUDA graphs, ...)",
+        default=None,
+        help="torch.compile mode of the fast path (default: reduce-overhead, i.e. CUDA graphs)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (CI)")
     parser.add_argument("--json", help="write the rows to this JSON file")

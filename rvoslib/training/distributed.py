@@ -22,17 +22,20 @@ class DistributedContext:
         local_rank: Rank on this node.
         world_size: Number of processes.
         device: The device this process trains on.
+        process_group: Whether a process group was created (every ``torchrun`` launch, even
+            with one process, so that ``--nproc_per_node=1`` runs the same DDP/NCCL code).
     """
 
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    process_group: bool = False
 
     @property
     def is_distributed(self) -> bool:
-        """Whether more than one process takes part."""
-        return self.world_size > 1
+        """Whether the run goes through a process group (DDP, collective operations)."""
+        return self.world_size > 1 or self.process_group
 
     @property
     def is_main(self) -> bool:
@@ -57,9 +60,10 @@ def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.de
 
 
 def init_distributed(device: str | torch.device | None = "auto") -> DistributedContext:
-    """Set up the process group when launched by ``torchrun`` (``WORLD_SIZE > 1``).
+    """Set up the process group when launched by ``torchrun`` (``RANK`` and ``WORLD_SIZE`` in
+    the environment), also for one process.
 
-    Uses NCCL for CUDA devices and gloo for the CPU. A single process needs no process group.
+    Uses NCCL for CUDA devices and gloo for the CPU. A plain ``python`` process gets none.
 
     Args:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, or a device.
@@ -71,12 +75,13 @@ def init_distributed(device: str | torch.device | None = "auto") -> DistributedC
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = _pick_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if launched and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
         dist.init_process_group(backend=backend)
-    return DistributedContext(rank, local_rank, world_size, resolved)
+    return DistributedContext(rank, local_rank, world_size, resolved, dist.is_initialized())
 
 
 def all_reduce_mean(value: torch.Tensor, context: DistributedContext) -> torch.Tensor:

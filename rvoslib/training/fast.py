@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_COMPILE_MODE",
     "apply_fast_path",
     "compile_options",
+    "mark_step",
     "maybe_compile",
     "prepare_fast_path",
     "use_fused_optimizer",
@@ -26,7 +27,10 @@ __all__ = [
 
 #: ``torch.compile`` modes the fast path knows (``reduce-overhead`` adds CUDA graphs).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-DEFAULT_COMPILE_MODE = "default"
+#: The fast path's mode: CUDA graphs. Measured on one H100 (``seed-r50``, B=4 x T=8 x 384x384,
+#: torch 2.11): train step 26.4 ms with ``reduce-overhead`` against 62.4 ms with ``default``,
+#: whose step was bound by the host launching kernels (the GPU was busy 25 of 70 ms).
+DEFAULT_COMPILE_MODE = "reduce-overhead"
 
 
 def compile_options(mode: str = DEFAULT_COMPILE_MODE) -> dict[str, object]:
@@ -68,6 +72,14 @@ def prepare_fast_path(model: nn.Module, device: torch.device) -> nn.Module:
 def use_fused_optimizer(device: torch.device) -> bool:
     """Whether the fast path uses the fused AdamW kernel on ``device`` (CUDA only)."""
     return device.type == "cuda"
+
+
+def mark_step() -> None:
+    """Tell CUDA-graph trees that a new training or inference iteration starts (call before
+    each call of a module compiled with ``reduce-overhead``; a no-op elsewhere)."""
+    marker = getattr(torch.compiler, "cudagraph_mark_step_begin", None)
+    if marker is not None:
+        marker()
 
 
 def maybe_compile(model: nn.Module, **kwargs: object) -> nn.Module:

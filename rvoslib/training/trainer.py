@@ -143,6 +143,7 @@ class Trainer:
         self.nonfinite_steps = 0
         self.history: list[dict[str, Any]] = []
         self.should_stop = False
+        self._compiled = False
         if resume is not None:
             self.load(Path(resume))
         self.train_step = self._wrap(TrainingStep(self.model, criterion))
@@ -190,6 +191,8 @@ class Trainer:
             group_start = index - index % accumulation
             group_size = min(accumulation, len(loader) - group_start)
             last_in_group = index - group_start == group_size - 1
+            if self._compiled:
+                fast.mark_step()
             with self._no_sync(not last_in_group), self._autocast():
                 terms, logits = self.train_step(_tensors(batch))
                 loss = sum(terms.values())
@@ -341,8 +344,12 @@ class Trainer:
                 nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
-        if self.config.compile or (self.config.fast and self.device.type == "cuda"):
-            module = fast.maybe_compile(module)
+        if self.config.fast and self.device.type == "cuda":
+            self._compiled = True
+            return fast.maybe_compile(module, **fast.compile_options())
+        if self.config.compile:
+            self._compiled = True
+            return fast.maybe_compile(module)
         return module
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
