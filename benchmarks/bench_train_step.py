@@ -1,8 +1,8 @@
 """CPU/GPU time of one training step of a preset, with config variants side by side.
 
 Method: one fixed batch of synthetic clips, ``TrainingStep`` (forward and the model's loss
-terms) ``-> backward -> AdamW step`` (fp32, no autocast), ``--warmup`` untimed steps, then the median of ``--repeats`` timed steps
-(``torch.cuda.synchronize`` around each on CUDA). Each variant is a JSON object of
+terms) ``-> backward -> AdamW step`` (fp32, no autocast), ``--warmup`` untimed steps, then
+the median of ``--repeats`` timed steps (``torch.cuda.synchronize`` around each on CUDA). Each variant is a JSON object of
 :func:`rvoslib.create_model` overrides (part specs) applied to the preset.
 
 Examples:
