@@ -2,8 +2,9 @@
 
 Method: one fixed batch of synthetic clips, ``TrainingStep`` (forward and the model's loss
 terms) ``-> backward -> AdamW step`` (fp32, no autocast), ``--warmup`` untimed steps, then
-the median of ``--repeats`` timed steps (``torch.cuda.synchronize`` around each on CUDA). Each variant is a JSON object of
-:func:`rvoslib.create_model` overrides (part specs) applied to the preset.
+the median of ``--repeats`` timed steps (``torch.cuda.synchronize`` around each on CUDA).
+Each variant is a JSON object of :func:`rvoslib.create_model` overrides (part specs) applied
+to the preset.
 
 Examples:
     python benchmarks/bench_train_step.py                     # tiny: temporal expansion 2 vs 1
