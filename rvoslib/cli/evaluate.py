@@ -1,37 +1,57 @@
-"""``rvos eval``: J, F and J&F of a checkpoint on a dataset, per sequence and overall.
+"""``rvos eval``: J, F and J&F of a checkpoint (or of a folder of predictions) on a dataset.
 
 Predictions are cropped to the frames (the evaluation transform's padding removed), resized to
-the frames' original size, thresholded, and scored there (:func:`rvoslib.evaluation.evaluate`,
-the loop ``Trainer.validate`` uses).
+the frames' original size, thresholded, and scored there. Protocols:
+
+* ``all``: every frame of every (video, expression), averaged over expressions;
+* ``semi-supervised``: the official DAVIS semi-supervised frames (first and last left out);
+* ``refer-davis`` (the default for Ref-DAVIS17): ReferFormer's protocol: the expressions of a
+  video merged into one indexed PNG per annotator (argmax over objects plus background), the
+  official unsupervised evaluation (Hungarian matching of predicted to ground-truth ids), and
+  the four annotators / expression kinds averaged.
+
+With ``--out``, predictions are written as the official tools read them (Ref-DAVIS17:
+``anno_<k>/<video>/<frame>.png``; otherwise ``<video>/<exp_id>/<frame>.png``) with the official
+CSV tables. ``--predictions DIR`` scores such a folder with no checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from rvoslib._io import atomic_write_text
 
 __all__ = ["add_parser", "run"]
 
 ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")
+PROTOCOL_CHOICES = ("all", "semi-supervised", "refer-davis")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``rvos eval``."""
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a checkpoint (J, F, J&F)",
+        help="evaluate a checkpoint or a folder of predictions (J, F, J&F)",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="model folder (save_pretrained)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="model folder (save_pretrained)")
+    source.add_argument("--predictions", help="a folder of predictions in the official layout")
     parser.add_argument("--data", default="davis", choices=("davis", "synthetic"))
     parser.add_argument("--root", help="dataset root (davis)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--size", type=int, default=None, help="short side fed to the model")
-    parser.add_argument("--protocol", default="all", choices=("all", "semi-supervised"))
+    parser.add_argument(
+        "--protocol",
+        default=None,
+        choices=PROTOCOL_CHOICES,
+        help="frames and matching scored (default: refer-davis for davis, all otherwise)",
+    )
     parser.add_argument("--videos", type=int, default=32, help="synthetic videos")
     parser.add_argument("--frames", type=int, default=8, help="synthetic frames per video")
     parser.add_argument("--seed", type=int, default=100_003, help="synthetic seed")
@@ -45,16 +65,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None, help="folder for masks and the per-sequence CSV")
+    parser.add_argument("--out", default=None, help="folder for predictions and tables")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print the summary as JSON; with ``--out`` also write masks and tables."""
+    """Evaluate; print the per-sequence rows and the summary as JSON lines."""
+    protocol = args.protocol or ("refer-davis" if args.data == "davis" else "all")
+    if protocol == "refer-davis" and args.data != "davis":
+        raise ValueError(f"--protocol refer-davis needs --data davis, got --data {args.data}")
+    if args.data == "davis" and not args.root:
+        raise ValueError("--root is required for --data davis")
+    if args.data == "davis" and not Path(args.root).is_dir():
+        raise FileNotFoundError(f"--root {args.root!r} is not a folder")
+    if not 0.0 < args.threshold < 1.0:
+        raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.predictions is not None:
+        if args.data != "davis":
+            raise ValueError("--predictions scores a DAVIS-layout folder: it needs --data davis")
+        return _score_folder(Path(args.predictions), args, protocol)
+    print(json.dumps({"protocol": protocol}))
+    if protocol == "refer-davis":
+        return _refer_davis(args)
+    result = _evaluate(args, protocol, on_prediction=_mask_writer(args))
+    if args.out is not None:
+        result.evaluator.to_csv(Path(args.out) / "per_sequence.csv")
+        atomic_write_text(Path(args.out) / "summary.json", json.dumps(result.summary, indent=2))
+    for row in result.per_sequence:
+        print(json.dumps(row))
+    print(json.dumps({"protocol": protocol, **result.summary}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> Any:
     from rvoslib.data import RefDAVISDataset, RVOSCollator, SyntheticRVOSDataset, eval_transform
-    from rvoslib.evaluation import Prediction, evaluate
-    from rvoslib.metrics import write_davis_masks
+    from rvoslib.evaluation import evaluate
     from rvoslib.models import RVOSModel
     from rvoslib.training import init_distributed
 
@@ -62,35 +108,74 @@ def run(args: argparse.Namespace) -> int:
     device = init_distributed(args.device).device
     model = model.to(device).eval()
     if args.data == "davis":
-        if not args.root:
-            raise ValueError("--root is required for --data davis")
         transform = eval_transform(args.size) if args.size else None
         dataset = RefDAVISDataset(args.root, split=args.split, transform=transform)
     else:
         dataset = SyntheticRVOSDataset(
             args.videos, args.frames, args.size or 64, seed=args.seed, attributes=args.attributes
         )
-    out = Path(args.out) if args.out else None
-
-    def write(prediction: Prediction) -> None:
-        item = prediction.item
-        folder = out / "masks" / item["video_id"] / str(item["exp_id"])
-        write_davis_masks(prediction.masks.numpy().astype("uint8"), folder, item["frame_ids"])
-
-    result = evaluate(
+    return evaluate(
         model,
         dataset,
         collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
         device=device,
         clip_len=args.clip_len,
         threshold=args.threshold,
-        protocol=args.protocol,
-        on_prediction=write if out is not None else None,
+        protocol="all" if protocol == "refer-davis" else protocol,
+        on_prediction=on_prediction,
     )
-    if out is not None:
-        result.evaluator.to_csv(out / "per_sequence.csv")
-        atomic_write_text(out / "summary.json", json.dumps(result.summary, indent=2) + "\n")
-    for row in result.per_sequence:
-        print(json.dumps(row))
-    print(json.dumps(result.summary))
+
+
+def _mask_writer(args: argparse.Namespace) -> Any:
+    """Write every prediction as ``<out>/<video>/<exp_id>/<frame>.png`` (0/255 at full size)."""
+    if args.out is None:
+        return None
+    from rvoslib.metrics import write_davis_masks
+
+    def write(prediction: Any) -> None:
+        item = prediction.item
+        folder = Path(args.out) / item["video_id"] / str(item["exp_id"])
+        write_davis_masks(prediction.masks.numpy().astype("uint8"), folder, item["frame_ids"])
+
+    return write
+
+
+def _refer_davis(args: argparse.Namespace) -> int:
+    """Predict every expression, write ``anno_<k>`` folders, score them officially."""
+    from rvoslib.metrics import RefDAVISWriter
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.out) if args.out else Path(scratch)
+        writer = RefDAVISWriter(out, threshold=args.threshold)
+        with writer:
+
+            def add(prediction: Any) -> None:
+                item = prediction.item
+                writer.add(
+                    item["video_id"],
+                    str(item["exp_id"]),
+                    int(item["obj_id"]),
+                    prediction.probabilities.numpy(),
+                    item["frame_ids"],
+                )
+
+            _evaluate(args, "refer-davis", on_prediction=add)
+        return _score_folder(out, args, "refer-davis", tables=args.out is not None)
+
+
+def _score_folder(folder: Path, args: argparse.Namespace, protocol: str, tables: bool = True):
+    """Score a folder in the official layout against the DAVIS root; write the CSV tables."""
+    from rvoslib.metrics import evaluate_davis_folder, write_official_tables
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"predictions folder {str(folder)!r} does not exist")
+    result = evaluate_davis_folder(folder, args.root, protocol, split=args.split)
+    if tables:
+        write_official_tables(result, Path(args.out) if args.out else folder)
+    for sequence, j_value, f_value in result.per_sequence():
+        print(json.dumps({"sequence": sequence, "J": j_value, "F": f_value}))
+    summary = {"protocol": protocol, "ground_truth": str(result.ground_truth), **result.summary()}
+    print(json.dumps(summary))
+    if args.out:
+        atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2) + "\n")
     return 0

@@ -1,0 +1,101 @@
+"""``rvos eval``: protocols, the official layout at the frames' size, scoring a folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _davis_mini import OFFICIAL_SEMI
+from PIL import Image
+
+from rvoslib import create_model
+from rvoslib.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    create_model("tiny").save_pretrained(folder)
+    return folder
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.strip().splitlines() if line.startswith("{")]
+
+
+def test_eval_on_synthetic_writes_masks_and_tables(checkpoint, tmp_path, capsys) -> None:
+    code = main(
+        ["eval", "--checkpoint", str(checkpoint), "--data", "synthetic", "--videos", "2",
+         "--frames", "2", "--size", "32", "--out", str(tmp_path), "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert rows[0] == {"protocol": "all"} and rows[-1]["protocol"] == "all"
+    assert {"J", "F", "JF"} <= set(rows[-1])
+    assert (tmp_path / "per_sequence.csv").is_file()
+    assert len(list(tmp_path.rglob("*.png"))) == 4
+
+
+def test_predictions_are_written_and_scored_at_the_frames_size(
+    checkpoint, davis_mini, tmp_path, capsys
+) -> None:
+    code = main(
+        ["eval", "--checkpoint", str(checkpoint), "--root", str(davis_mini), "--size", "64",
+         "--protocol", "all", "--out", str(tmp_path), "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert len(rows) == 6  # the protocol, 4 (video, expression) rows, the summary
+    png = next((tmp_path / "blackswan").rglob("00000.png"))
+    assert Image.open(png).size == (854, 480)  # not the padded 64 x 128 model input
+
+
+def test_refer_davis_is_the_default_and_writes_the_official_layout(
+    checkpoint, davis_mini, tmp_path, capsys
+) -> None:
+    code = main(
+        ["eval", "--checkpoint", str(checkpoint), "--root", str(davis_mini), "--size", "64",
+         "--out", str(tmp_path), "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert rows[0] == {"protocol": "refer-davis"} and rows[-1]["protocol"] == "refer-davis"
+    image = Image.open(tmp_path / "anno_0" / "blackswan" / "00000.png")
+    assert image.mode == "P" and image.size == (854, 480)
+    for name in ("global_results-val.csv", "per-sequence_results-val.csv", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_scoring_the_osvos_folder_reproduces_the_official_numbers(
+    davis_mini, tmp_path, capsys
+) -> None:
+    predictions = davis_mini / "predictions" / "osvos"
+    code = main(
+        ["eval", "--predictions", str(predictions), "--root", str(davis_mini),
+         "--protocol", "semi-supervised", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    rows = _json_lines(capsys.readouterr().out)
+    scores = {row["sequence"].rsplit("_", 1)[0]: (row["J"], row["F"]) for row in rows[:-1]}
+    for sequence, (j_value, f_value) in OFFICIAL_SEMI.items():
+        assert scores[sequence][0] == pytest.approx(j_value, abs=1e-9)
+        assert scores[sequence][1] == pytest.approx(f_value, abs=1e-9)
+    assert (tmp_path / "per-sequence_results-val.csv").is_file()
+
+
+def test_eval_errors_name_the_argument(checkpoint, tmp_path, capsys) -> None:
+    argv = ["eval", "--checkpoint", str(checkpoint), "--data", "synthetic"]
+    assert main([*argv, "--protocol", "refer-davis"]) == 2
+    assert "--protocol refer-davis needs --data davis" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(checkpoint)]) == 2
+    assert "--root is required for --data davis" in capsys.readouterr().err
+    missing = tmp_path / "nowhere"
+    assert main(["eval", "--predictions", str(missing), "--root", str(tmp_path)]) == 2
+    assert f"predictions folder {str(missing)!r} does not exist" in capsys.readouterr().err
+    assert main([*argv, "--threshold", "1.5"]) == 2
+    assert "--threshold must be in (0, 1), got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--attributes", "size"])
+    assert "invalid choice: 'size' (choose from" in capsys.readouterr().err
