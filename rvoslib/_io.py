@@ -14,7 +14,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ImageReadError", "atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "ImageReadError",
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "recover_directory",
+]
 
 
 class ImageReadError(OSError, ValueError):
@@ -63,7 +69,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with _plain_disk_full(path), os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
@@ -85,18 +91,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Build a folder under a temporary name and move it to ``path`` only on success.
 
-    An existing folder at ``path`` is kept until the new one is complete, then replaced. If the
-    body raises, the temporary folder is removed and ``path`` is left as it was.
+    An existing folder at ``path`` is kept until the new one is complete, then replaced: it is
+    renamed to ``.<name>.<random>.old``, the new one renamed into place, the old one removed.
+    A process killed between the two renames leaves the complete old folder under its ``.old``
+    name: :func:`recover_directory` (called here before writing, and by readers such as the
+    Trainer's resume) puts it back, so ``path`` is never lost. If the body raises, the
+    temporary folder is removed and ``path`` is left as it was. Every file gets the usual
+    permissions (``0o666`` minus the umask).
 
     Yields:
         The temporary folder to write into.
+
+    Raises:
+        OSError: the disk is full (the message says so and names ``path``), or another
+            file-system error.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
     temp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(temp_dir, 0o777 & ~_umask())  # mkdtemp makes owner-only folders
     try:
-        yield temp_dir
+        with _plain_disk_full(path):
+            yield temp_dir
+            _normal_permissions(temp_dir)
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
@@ -108,3 +126,49 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.replace(temp_dir, path)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_directory(path: str | os.PathLike) -> bool:
+    """Repair what an interrupted :func:`atomic_directory` left next to ``path``.
+
+    If ``path`` is missing but a complete previous version waits under ``.<name>.*.old``, it
+    is renamed back; leftover temporary folders (``.<name>.*.tmp``) and old versions are
+    removed.
+
+    Returns:
+        Whether a previous version was put back.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return False
+    olds = sorted(path.parent.glob(f".{path.name}.*.old"), key=lambda p: p.stat().st_mtime)
+    restored = False
+    if not path.exists() and olds:
+        os.replace(olds.pop(), path)
+        restored = True
+    for leftover in [*olds, *path.parent.glob(f".{path.name}.*.tmp")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    return restored
+
+
+def _normal_permissions(folder: Path) -> None:
+    """Give every file under ``folder`` the permissions of an ordinary new file."""
+    mode = 0o666 & ~_umask()
+    for item in folder.rglob("*"):
+        if item.is_file():
+            os.chmod(item, mode)
+
+
+@contextlib.contextmanager
+def _plain_disk_full(path: Path) -> Iterator[None]:
+    """Re-raise ``ENOSPC`` as an ``OSError`` that says plainly that the disk is full."""
+    import errno
+
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise OSError(
+                errno.ENOSPC, f"no space left on the device while writing {str(path)!r}"
+            ) from error
+        raise

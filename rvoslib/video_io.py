@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 import warnings
 from collections import deque
@@ -93,8 +94,19 @@ class VideoSource:
         return self.num_frames
 
 
+def natural_key(name: str) -> list[object]:
+    """Sort key that orders the numbers in a name by value: ``2.jpg`` before ``10.jpg``.
+
+    Example:
+        >>> sorted(["10.jpg", "2.jpg", "1.jpg"], key=natural_key)
+        ['1.jpg', '2.jpg', '10.jpg']
+    """
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def list_frames(folder: str | os.PathLike) -> list[Path]:
-    """Sorted frame files (``.jpg``, ``.jpeg``, ``.png``, any case) of ``folder``; hidden skipped.
+    """Frame files (``.jpg``, ``.jpeg``, ``.png``, any case) of ``folder`` in natural order
+    (``1.jpg, 2.jpg, ..., 10.jpg``; zero-padded names sort as usual); hidden files skipped.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
@@ -104,9 +116,12 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"frame folder {str(folder)!r} not found")
     frames = sorted(
-        path
-        for path in folder.iterdir()
-        if path.suffix.lower() in FRAME_EXTENSIONS and not path.name.startswith(".")
+        (
+            path
+            for path in folder.iterdir()
+            if path.suffix.lower() in FRAME_EXTENSIONS and not path.name.startswith(".")
+        ),
+        key=lambda path: natural_key(path.name),
     )
     if not frames:
         raise _video_error(folder, f"the folder holds no frame ({', '.join(FRAME_EXTENSIONS)})")
@@ -287,11 +302,21 @@ class VideoFileSource(VideoSource):
         size = (self.height, self.width)
 
         def frames() -> Iterator[torch.Tensor]:
+            decoded = 0
             try:
                 while True:
                     ok, frame = capture.read()
                     if not ok:
+                        if self.num_frames is not None and decoded < self.num_frames:
+                            warnings.warn(
+                                f"video {str(self.path)!r}: its container announces "
+                                f"{self.num_frames} frames but only {decoded} could be decoded "
+                                "(truncated or damaged file?)",
+                                RuntimeWarning,
+                                stacklevel=2,
+                            )
                         return
+                    decoded += 1
                     if frame.shape[:2] != size:
                         raise _video_error(self.path, f"frame size changed to {frame.shape[:2]}")
                     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

@@ -43,6 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--checkpoint", help="model folder (save_pretrained)")
     source.add_argument("--predictions", help="a folder of predictions in the official layout")
     parser.add_argument("--data", default="davis", choices=("davis", "synthetic"))
+    parser.add_argument(
+        "--task",
+        default="rvos",
+        choices=("rvos", "vos"),
+        help="rvos: a sentence per video; vos: the first frame's mask (DAVIS-2017 semi-supervised)",
+    )
     parser.add_argument("--root", help="dataset root (davis)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--size", type=int, default=None, help="short side fed to the model")
@@ -50,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--protocol",
         default=None,
         choices=PROTOCOL_CHOICES,
-        help="frames and matching scored (default: refer-davis for davis, all otherwise)",
+        help="frames and matching scored (default: refer-davis for davis, semi-supervised for "
+        "--task vos, all otherwise)",
     )
     parser.add_argument("--videos", type=int, default=32, help="synthetic videos")
     parser.add_argument("--frames", type=int, default=8, help="synthetic frames per video")
@@ -72,9 +79,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the per-sequence rows and the summary as JSON lines."""
-    protocol = args.protocol or ("refer-davis" if args.data == "davis" else "all")
-    if protocol == "refer-davis" and args.data != "davis":
-        raise ValueError(f"--protocol refer-davis needs --data davis, got --data {args.data}")
+    default = "refer-davis" if args.data == "davis" else "all"
+    protocol = args.protocol or ("semi-supervised" if args.task == "vos" else default)
+    if protocol == "refer-davis" and (args.data != "davis" or args.task != "rvos"):
+        raise ValueError(
+            f"--protocol refer-davis needs --data davis --task rvos, got --data {args.data} "
+            f"--task {args.task}"
+        )
     if args.data == "davis" and not args.root:
         raise ValueError("--root is required for --data davis")
     if args.data == "davis" and not Path(args.root).is_dir():
@@ -99,25 +110,44 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> Any:
-    from rvoslib.data import RefDAVISDataset, RVOSCollator, SyntheticRVOSDataset, eval_transform
+    from rvoslib.data import (
+        RefDAVISDataset,
+        RVOSCollator,
+        SyntheticRVOSDataset,
+        SyntheticVOSDataset,
+        eval_transform,
+    )
+    from rvoslib.data.vos import FirstFrameMaskDataset
     from rvoslib.evaluation import evaluate
     from rvoslib.models import RVOSModel
     from rvoslib.training import init_distributed
 
     model = RVOSModel.from_pretrained(args.checkpoint)
+    if model.task != args.task:
+        raise ValueError(
+            f"the checkpoint is a {model.task!r} model; evaluate it with --task {model.task}"
+        )
     device = init_distributed(args.device).device
     model = model.to(device).eval()
     if args.data == "davis":
         transform = eval_transform(args.size) if args.size else None
         dataset = RefDAVISDataset(args.root, split=args.split, transform=transform)
+        if args.task == "vos":
+            dataset = FirstFrameMaskDataset(dataset)
     else:
-        dataset = SyntheticRVOSDataset(
+        kind = SyntheticVOSDataset if args.task == "vos" else SyntheticRVOSDataset
+        dataset = kind(
             args.videos, args.frames, args.size or 64, seed=args.seed, attributes=args.attributes
         )
+    collate = (
+        RVOSCollator(model.text_encoder, model.text_encoder.max_length)
+        if args.task == "rvos"
+        else RVOSCollator(None)
+    )
     return evaluate(
         model,
         dataset,
-        collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
+        collate_fn=collate,
         device=device,
         clip_len=args.clip_len,
         threshold=args.threshold,

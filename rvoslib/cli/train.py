@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rvoslib.data.builder import build_datasets
     from rvoslib.models.presets import create_model, get_preset_config
+    from rvoslib.models.registry import ARCHITECTURES
     from rvoslib.training import Trainer, init_distributed
     from rvoslib.viz import write_overlay_strips
 
@@ -109,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
         return 0
     trainer_config, data_config = recipe.trainer, recipe.data
-    get_preset_config(recipe.model.preset, **recipe.model.overrides)  # fails early on typos
+    model_config = get_preset_config(recipe.model.preset, **recipe.model.overrides)
+    task = ARCHITECTURES.get(model_config.architecture).task
+    if task != data_config.task:
+        raise ValueError(
+            f"preset {recipe.model.preset!r} solves the {task!r} task but the data is for "
+            f"{data_config.task!r} (--task {task} or another --preset)"
+        )
     if not trainer_config.output_dir:
         raise ValueError("--output-dir is required")
     out = Path(trainer_config.output_dir)

@@ -28,6 +28,7 @@ from rvoslib.data.io import ImageReadError, parse_refdavis_text, read_frame, rea
 from rvoslib.data.jhmdb import JHMDBSentencesDataset, read_puppet_masks
 from rvoslib.data.short_text import extract_short_text, short_texts
 from rvoslib.data.synthetic import SyntheticRVOSDataset, SyntheticScene
+from rvoslib.data.synthetic_vos import SyntheticVOSDataset
 from rvoslib.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -39,6 +40,7 @@ from rvoslib.data.transforms import (
     to_tensors,
     train_transform,
 )
+from rvoslib.data.youtube_vos import YouTubeVOSDataset, load_youtube_vos_meta
 from rvoslib.data.ytvos import RefYouTubeVOSDataset
 
 __all__ = [
@@ -61,6 +63,8 @@ __all__ = [
     "ShuffledTextDataset",
     "SyntheticRVOSDataset",
     "SyntheticScene",
+    "SyntheticVOSDataset",
+    "YouTubeVOSDataset",
     "build_datasets",
     "dataset_names",
     "denormalize",
@@ -69,6 +73,7 @@ __all__ = [
     "find_refdavis_text",
     "instance_boxes",
     "load_refdavis_text",
+    "load_youtube_vos_meta",
     "parse_refdavis_text",
     "read_a2d_instances",
     "read_frame",

@@ -13,8 +13,9 @@ from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
-__all__ = ["DataConfig", "build_datasets", "dataset_names", "register_dataset"]
+__all__ = ["TASKS", "DataConfig", "build_datasets", "dataset_names", "register_dataset"]
 
+TASKS = ("rvos", "vos")
 #: Synthetic videos are kept in memory up to this total size (frames and labels).
 SYNTHETIC_CACHE_BYTES = 2**30
 
@@ -27,7 +28,10 @@ class DataConfig:
 
     Attributes:
         dataset: A registered dataset kind (:func:`dataset_names`): ``synthetic``, ``davis``
-            (Ref-DAVIS17), ``ytvos`` (Ref-YouTube-VOS).
+            (Ref-DAVIS17 / DAVIS-2017), ``ytvos`` (Ref-YouTube-VOS), ``youtube-vos``
+            (YouTube-VOS, VOS task only), ``a2d`` (A2D-Sentences).
+        task: ``rvos`` (a sentence per clip) or ``vos`` (the first frame's mask per clip,
+            ``first_mask``); the model must solve the same task.
         root: Dataset root folder (not used by ``synthetic``).
         train_split: Split to train on.
         val_split: Split to validate on (``davis``).
@@ -44,6 +48,7 @@ class DataConfig:
     """
 
     dataset: str = "synthetic"
+    task: str = "rvos"
     root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -57,6 +62,10 @@ class DataConfig:
     )
     val_fraction: float = 0.05
     shuffle_text: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -112,9 +121,11 @@ def _require_root(config: DataConfig) -> str:
 @register_dataset("synthetic")
 def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     from rvoslib.data.synthetic import SyntheticRVOSDataset
+    from rvoslib.data.synthetic_vos import SyntheticVOSDataset
 
+    kind = SyntheticVOSDataset if config.task == "vos" else SyntheticRVOSDataset
     video_bytes = 4 * config.num_frames * config.size**2  # RGB frames + labels
-    train = SyntheticRVOSDataset(
+    train = kind(
         config.train_videos,
         config.num_frames,
         config.size,
@@ -122,7 +133,7 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
         attributes=config.attributes,
         cache=config.train_videos * video_bytes <= SYNTHETIC_CACHE_BYTES,
     )
-    val = SyntheticRVOSDataset(
+    val = kind(
         config.val_videos,
         config.val_frames,
         config.size,
@@ -145,6 +156,10 @@ def _davis(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
         transform=train_transform(config.size),
     )
     val = RefDAVISDataset(root, split=config.val_split, transform=eval_transform(config.size))
+    if config.task == "vos":  # DAVIS-2017 semi-supervised: one item per object
+        from rvoslib.data.vos import FirstFrameMaskDataset
+
+        return FirstFrameMaskDataset(train), FirstFrameMaskDataset(val)
     return train, val
 
 
@@ -159,4 +174,20 @@ def _ytvos(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     )
     held_out = max(1, int(len(full) * config.val_fraction))
     whole = RefYouTubeVOSDataset(root, split="train", transform=eval_transform(config.size))
+    return Subset(full, range(held_out, len(full))), Subset(whole, range(held_out))
+
+
+@register_dataset("youtube-vos")
+def _youtube_vos(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    from rvoslib.data.transforms import eval_transform, train_transform
+    from rvoslib.data.youtube_vos import YouTubeVOSDataset
+
+    if config.task != "vos":
+        raise ValueError("dataset 'youtube-vos' is the VOS task: use task 'vos' (--task vos)")
+    root = _require_root(config)
+    full = YouTubeVOSDataset(
+        root, split="train", num_frames=config.num_frames, transform=train_transform(config.size)
+    )
+    held_out = max(1, int(len(full) * config.val_fraction))
+    whole = YouTubeVOSDataset(root, split="train", transform=eval_transform(config.size))
     return Subset(full, range(held_out, len(full))), Subset(whole, range(held_out))

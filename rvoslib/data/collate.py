@@ -9,9 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TENSOR_KEYS", "RVOSCollator"]
+__all__ = ["OPTIONAL_TENSOR_KEYS", "TENSOR_KEYS", "RVOSCollator"]
 
 TENSOR_KEYS = ("frames", "masks", "valid")
+#: Optional per-item tensors stacked (zero-padded like the masks) when every item has them:
+#: ``first_mask (H, W)`` (VOS), ``void (T, H, W)``, ``flow_forward``/``flow_backward``
+#: ``(T - 1, 2, H, W)`` (precomputed optical flow).
+OPTIONAL_TENSOR_KEYS = ("first_mask", "void", "flow_forward", "flow_backward")
 
 
 class RVOSCollator:
@@ -98,8 +102,9 @@ class RVOSCollator:
             )
         if not kept:
             raise ValueError("cannot collate an empty batch (every item was None or none given)")
+        required = (*TENSOR_KEYS, "expression") if self.tokenizer is not None else TENSOR_KEYS
         for index, item in enumerate(kept):
-            missing = [key for key in (*TENSOR_KEYS, "expression") if key not in item]
+            missing = [key for key in required if key not in item]
             if missing:
                 raise ValueError(f"item {index} lacks keys {missing}; got keys {sorted(item)}")
         sizes = {tuple(item["frames"].shape[-2:]) for item in kept}
@@ -116,11 +121,23 @@ class RVOSCollator:
         for key in TENSOR_KEYS:
             batch[key] = torch.stack([_pad(item[key], length, height, width) for item in kept])
         batch["valid"] = batch["valid"].bool()
-        others = dict.fromkeys(key for item in kept for key in item if key not in TENSOR_KEYS)
+        stacked = [k for k in OPTIONAL_TENSOR_KEYS if all(item.get(k) is not None for item in kept)]
+        for key in stacked:
+            values = [torch.as_tensor(item[key]) for item in kept]
+            size = max(v.shape[0] for v in values) if values[0].ndim >= 3 else 0
+            batch[key] = torch.stack([_pad_spatial(v, size, height, width) for v in values])
+        done = {*TENSOR_KEYS, *stacked}
+        others = dict.fromkeys(key for item in kept for key in item if key not in done)
         for key in others:
             batch[key] = [item.get(key) for item in kept]
         if self.tokenizer is not None:
             batch.update(self.tokenize([str(text) for text in batch["expression"]]))
+            if all(isinstance(t, str) for t in batch.get("short_expression") or [None]):
+                short = self.tokenize(batch["short_expression"])
+                batch["short_text_ids"], batch["short_text_mask"] = (
+                    short["text_ids"],
+                    short["text_mask"],
+                )
         return batch
 
 
@@ -137,6 +154,18 @@ def _pad(tensor: torch.Tensor, length: int, height: int, width: int) -> torch.Te
     if tensor.dtype == torch.bool:
         return F.pad(tensor.to(torch.uint8), pads).bool()
     return F.pad(tensor, pads)
+
+
+def _pad_spatial(tensor: torch.Tensor, length: int, height: int, width: int) -> torch.Tensor:
+    """Zero-pad the last two dims to (height, width) and, for ndim >= 3, dim 0 to ``length``."""
+    if tensor.ndim == 2:
+        pads = [0, width - tensor.shape[-1], 0, height - tensor.shape[-2]]
+        if not any(pads):
+            return tensor
+        if tensor.dtype == torch.bool:
+            return F.pad(tensor.to(torch.uint8), pads).bool()
+        return F.pad(tensor, pads)
+    return _pad(tensor, length, height, width)
 
 
 def _is_hf_tokenizer(tokenizer: Any) -> bool:

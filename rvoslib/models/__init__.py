@@ -3,9 +3,10 @@
 Importing this package registers every built-in part and architecture.
 """
 
-from rvoslib.models.architectures import FusionConfig, FusionModel
+from rvoslib.models.architectures import FusionConfig, FusionModel, Seq2SeqConfig, Seq2SeqModel
 from rvoslib.models.backbones import (
     TinyConvNet,
+    VGGBackbone,
     VideoSwinBackbone,
     VisualBackbone,
     freeze_batchnorm,
@@ -47,7 +48,7 @@ from rvoslib.models.registry import (
     TRANSFORMERS,
     Registry,
 )
-from rvoslib.models.temporal import NoTemporalMixing, TemporalModule
+from rvoslib.models.temporal import ConvLSTM, ConvLSTMCell, NoTemporalMixing, TemporalModule
 from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
 
 __all__ = [
@@ -64,6 +65,8 @@ __all__ = [
     "WEIGHTS_FILE",
     "ArchitectureConfig",
     "BidirectionalMultimodalFusion",
+    "ConvLSTM",
+    "ConvLSTMCell",
     "CrossModalFusion",
     "DynamicMaskHead",
     "DynamicMaskKernels",
@@ -79,10 +82,13 @@ __all__ = [
     "RVOSModel",
     "Registry",
     "SegmentationHead",
+    "Seq2SeqConfig",
+    "Seq2SeqModel",
     "TemporalModule",
     "TextEncoder",
     "TextFeatures",
     "TinyConvNet",
+    "VGGBackbone",
     "VideoSwinBackbone",
     "VisualBackbone",
     "convert_legacy_config",

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rvoslib.models.architectures.fusion import FusionConfig
+from rvoslib.models.architectures.seq2seq import Seq2SeqConfig
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.config import ArchitectureConfig
 
@@ -99,11 +100,26 @@ def _rvos_r50() -> FusionConfig:
     )
 
 
+def _s2s_tiny() -> Seq2SeqConfig:
+    tiny_vgg = {"name": "tinyvgg", "out_strides": [4], "channels": [16, 32, 32, 32, 32]}
+    return Seq2SeqConfig(
+        initializer={**tiny_vgg, "in_channels": 4},
+        encoder=dict(tiny_vgg),
+        temporal={"name": "convlstm"},
+        state_channels=32,
+        decoder_channels=[32, 16],
+        decoder_kernel_size=3,
+        loss={"bce_weight": 1.0, "dice_weight": 0.5},
+    )
+
+
 _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "tiny": _tiny,
     "seed-r18": _seed("resnet18"),
     "seed-r50": _seed("resnet50"),
     "rvos-r50": _rvos_r50,
+    "s2s-vgg16": Seq2SeqConfig,
+    "s2s-tiny": _s2s_tiny,
 }
 
 PRESET_DESCRIPTIONS = {
@@ -112,6 +128,9 @@ PRESET_DESCRIPTIONS = {
     "seed-r18": "Reference design: ResNet-18 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "seed-r50": "Reference design: ResNet-50 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head with FiLM.",
+    "s2s-vgg16": "Seed 003's sequence-to-sequence VOS model: VGG-16 initializer and encoder, "
+    "ConvLSTM, 5-block decoder; input 256x448; the first frame's mask, no sentence.",
+    "s2s-tiny": "A tiny seq2seq VOS model (tiny VGG at stride 4, 2 decoder blocks) for the CPU.",
 }
 
 

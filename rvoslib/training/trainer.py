@@ -235,7 +235,10 @@ class Trainer:
         }
 
     def validate(self) -> dict[str, float]:
-        """Evaluate whole videos: ``val_loss``, ``J``, ``F``, ``JF`` (reduced over ranks)."""
+        """Evaluate whole videos: ``val_loss``, ``J``, ``F``, ``JF`` (reduced over ranks).
+
+        Referring models are scored on every frame; VOS models, which are given the first
+        frame's mask, on the official semi-supervised frames (first and last left out)."""
         result = evaluate(
             self.model,
             self.val_dataset,
@@ -243,6 +246,7 @@ class Trainer:
             device=self.device,
             clip_len=self.config.val_clip_len,
             threshold=self.config.threshold,
+            protocol="semi-supervised" if self.model.task == "vos" else "all",
             autocast_dtype=self.amp_dtype,
             context=self.context if self.context.is_distributed else None,
             progress=lambda items: self._progress(items, "validate"),

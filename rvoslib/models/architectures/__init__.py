@@ -7,11 +7,21 @@ from rvoslib.models.architectures.query import (
     referred_probabilities,
     select_referred,
 )
+from rvoslib.models.architectures.seq2seq import (
+    Seq2SeqConfig,
+    Seq2SeqDecoder,
+    Seq2SeqModel,
+    check_first_mask,
+)
 
 __all__ = [
     "FusionConfig",
     "FusionModel",
     "QueryRVOSModel",
+    "Seq2SeqConfig",
+    "Seq2SeqDecoder",
+    "Seq2SeqModel",
+    "check_first_mask",
     "query_targets",
     "referred_probabilities",
     "select_referred",

@@ -6,11 +6,13 @@ from rvoslib.models.backbones.trunks import (
     load_state_dict_file,
     temporal_shift,
 )
+from rvoslib.models.backbones.vgg import VGGBackbone
 from rvoslib.models.backbones.video_swin import VideoSwinBackbone
 from rvoslib.models.backbones.visual import VisualBackbone
 
 __all__ = [
     "TinyConvNet",
+    "VGGBackbone",
     "VideoSwinBackbone",
     "VisualBackbone",
     "freeze_batchnorm",

@@ -57,7 +57,8 @@ class VGGBackbone(nn.Module):
         checkpoint_path: A local weights file (``.pth``, ``.pt``, ``.bin``, ``.safetensors``)
             of a torchvision VGG (keys ``features.N.*``; the classifier is ignored) or of this
             backbone. Works offline.
-        batch_norm: BatchNorm after every convolution (torchvision's ``vgg16_bn``).
+        batch_norm: BatchNorm after every convolution (torchvision's ``vgg16_bn``; the tiny
+            VGG always has it).
         in_channels: Input channels (3 for RGB, 4 for RGB + mask); see the module docstring
             for how pretrained 3-channel weights are adapted.
         out_strides: Strides of the returned levels, a subset of ``(2, 4, 8, 16, 32)``; the
@@ -141,10 +142,9 @@ class VGGBackbone(nn.Module):
             )
 
     def adjust_saved_spec(self, spec: dict[str, object]) -> dict[str, object]:
-        """Leave ``channels`` out of the saved spec of a torchvision VGG (only ``"tiny"``
-        reads it)."""
-        if self.model_name != _TINY:
-            spec.pop("channels", None)
+        """Leave out what the model ignores: ``channels`` of a torchvision VGG,
+        ``batch_norm`` of the tiny VGG (always with BatchNorm)."""
+        spec.pop("batch_norm" if self.model_name == _TINY else "channels", None)
         return spec
 
     def load_weights(self, state: Mapping[str, torch.Tensor], source: str = "state") -> None:

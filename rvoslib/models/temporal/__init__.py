@@ -1,6 +1,12 @@
 """Temporal modules: mix information across the frames of a clip (``TEMPORAL_MODULES``)."""
 
 from rvoslib.models.temporal.conv3d import TemporalModule
+from rvoslib.models.temporal.convlstm import ConvLSTM, ConvLSTMCell
 from rvoslib.models.temporal.identity import NoTemporalMixing
 
-__all__ = ["NoTemporalMixing", "TemporalModule"]
+__all__ = [
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "NoTemporalMixing",
+    "TemporalModule",
+]
