@@ -7,9 +7,7 @@ an Agg canvas without ``pyplot`` (no global state, no display needed). Install w
 
 from __future__ import annotations
 
-import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,14 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from rvoslib._checks import format_shape
-from rvoslib._io import atomic_write_bytes
-from rvoslib._palette import voc_palette
+from rvoslib._palette import davis_palette
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
     "ANIMATION_FORMATS",
+    "AnimationWriter",
     "davis_colors",
     "overlay_masks",
     "plot_clip",
@@ -35,7 +33,8 @@ __all__ = [
     "write_overlay_strips",
 ]
 
-ANIMATION_FORMATS = (".gif", ".mp4")
+from rvoslib.animation import ANIMATION_FORMATS, AnimationWriter, save_animation
+
 ArrayLike = torch.Tensor | np.ndarray
 
 
@@ -46,7 +45,7 @@ def davis_colors(count: int = 256) -> np.ndarray:
         >>> davis_colors(3).tolist()
         [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
     """
-    palette = voc_palette()
+    palette = davis_palette()
     return np.resize(palette, (count, 3)) if count > len(palette) else palette[:count].copy()
 
 
@@ -230,87 +229,6 @@ def plot_clip(
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def save_animation(
-    frames: ArrayLike,
-    path: str | os.PathLike,
-    masks: ArrayLike | None = None,
-    *,
-    fps: float = 10.0,
-    alpha: float = 0.5,
-    colormap: str | Sequence[Sequence[int]] | None = "davis",
-) -> Path:
-    """Write frames (with masks overlaid) as an animated GIF or an MP4, atomically.
-
-    Args:
-        frames: ``(T, 3, H, W)`` / ``(T, H, W, 3)`` uint8 or float in ``[0, 1]``.
-        path: ``*.gif`` (Pillow) or ``*.mp4`` (OpenCV's writer, else imageio's ffmpeg).
-        masks: Optional masks overlaid with :func:`overlay_masks`.
-        fps: Frames per second.
-        alpha: Mask opacity.
-        colormap: See :func:`overlay_masks`.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: an unsupported suffix.
-        RuntimeError: ``.mp4`` without any MP4 writer installed (says what to install).
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in ANIMATION_FORMATS:
-        raise ValueError(f"path must end in one of {ANIMATION_FORMATS}, got {str(path)!r}")
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
-    images = _frames_hwc(frames) if masks is None else overlay_masks(frames, masks, alpha, colormap)
-    if images.ndim == 3:
-        images = images[None]
-    if suffix == ".gif":
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        first, *rest = (Image.fromarray(image) for image in images)
-        duration = max(20, round(1000 / fps))
-        first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=duration,
-                   loop=0)  # fmt: skip
-        atomic_write_bytes(path, buffer.getvalue())
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(handle)
-    try:
-        _write_mp4(images, temp_name, fps)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-    return path
-
-
-def _write_mp4(images: np.ndarray, path: str, fps: float) -> None:
-    try:
-        import cv2
-    except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        height, width = images.shape[1:3]
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if writer.isOpened():
-            for image in images:
-                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            writer.release()
-            return
-    try:
-        import imageio.v3 as iio
-
-        iio.imwrite(path, images, fps=fps, extension=".mp4", plugin="pyav")
-    except Exception as error:
-        raise RuntimeError(
-            f"cannot write {path!r}: no MP4 writer available; install opencv-python-headless "
-            "or imageio with av (pip install av); or save a .gif"
-        ) from error
 
 
 _PANELS = (

@@ -1,13 +1,16 @@
-"""``rvos predict``: segment referred objects in a video and write mask PNGs (and overlays).
+"""``rvos predict``: segment objects in a video and write mask PNGs (and overlays).
 
-Output layout (``--out DIR``)::
+Referring models take ``--text`` (repeatable); VOS models take ``--mask``, the first frame's
+objects as an indexed PNG (pixel = object id), and write one indexed PNG per frame with the
+objects merged by score, as the official evaluations read them.
 
-    DIR/<expression index>/<frame name>.png     one mask per frame, original resolution
-    DIR/expressions.json                        expression index -> text, video, frame names
-    DIR/overlay/<frame name>.png, overlay.gif   with --overlay (all expressions, one colour each)
+Output layout (``--out DIR``, built under a temporary name and moved into place when complete;
+a non-empty ``DIR`` is refused unless ``--overwrite``)::
 
-Masks are written as soon as each frame is final (bounded memory); only the overlay animation
-keeps its frames until the end.
+    DIR/<expression index>/<frame name>.png     --text: one mask per frame, original resolution
+    DIR/masks/<frame name>.png                  --mask: object ids per frame
+    DIR/expressions.json                        what was predicted, video, frame names
+    DIR/overlay/<frame name>.png, overlay.gif   with --overlay (streamed: no frame is kept)
 
 ``--format davis`` writes indexed PNGs with the DAVIS palette (object 1 = dark red);
 ``--format ytvos`` writes greyscale PNGs with values 0/255.
@@ -20,6 +23,7 @@ import io
 import json
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +37,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``rvos predict``."""
     parser = subparsers.add_parser(
         "predict",
-        help="segment referred objects in a video",
-        description="Segment the objects referred to by --text in every frame of --video.",
+        help="segment objects in a video (by expression or first-frame mask)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="model folder (save_pretrained)")
     parser.add_argument("--video", required=True, help="frame folder or video file")
-    parser.add_argument(
-        "--text", action="append", required=True, help="referring expression (repeatable)"
-    )
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", action="append", help="referring expression (repeatable)")
+    query.add_argument("--mask", help="first frame's objects: an indexed PNG (VOS models)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--overlay", action="store_true", help="also write overlay PNGs + GIF")
     parser.add_argument("--overlay-format", choices=("gif", "mp4"), default="gif")
     parser.add_argument("--format", choices=FORMATS, default="davis", help="mask PNG format")
@@ -50,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--overlap", type=int, default=2)
     parser.add_argument("--size", type=int, default=360, help="model input shorter side")
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--workers", type=int, default=4, help="decoding threads")
+    parser.add_argument("--workers", type=int, default=4, help="decoding and writing threads")
     parser.add_argument("--fps", type=float, default=None, help="overlay animation fps")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -60,34 +66,90 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _png_bytes(mask: np.ndarray, fmt: str) -> bytes:
     from PIL import Image
 
-    from rvoslib.viz import davis_colors
+    from rvoslib._palette import davis_palette
 
     if fmt == "davis":
         image = Image.fromarray(mask.astype(np.uint8), mode="P")
-        image.putpalette(davis_colors().reshape(-1).tolist())
+        image.putpalette(davis_palette().reshape(-1).tolist())
     else:
-        image = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+        image = Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False, compress_level=1)
     return buffer.getvalue()
 
 
+class _Writer:
+    """PNG encoding and writing in a thread pool, with a bounded number of pending frames."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max(1, workers))
+        self.pending: list[Future] = []
+        self.limit = 4 * max(1, workers)
+
+    def write(self, path: Path, encode, *args) -> None:
+        def job() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(encode(*args))
+
+        self.pending.append(self.pool.submit(job))
+        if len(self.pending) >= self.limit:
+            self.pending.pop(0).result()
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.result()
+        self.pool.shutdown()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``rvos predict``; returns the exit code."""
+    from rvoslib._io import atomic_directory
+    from rvoslib.inference import check_expressions
+    from rvoslib.models import RVOSModel
+    from rvoslib.training.distributed import _pick_device
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(
+            f"--out {str(out)!r} is not empty; pass --overwrite to replace it (its files are "
+            "kept until the new predictions are complete)"
+        )
+    if not 0.0 < args.threshold < 1.0:
+        raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+    expressions = check_expressions(args.text) if args.text else None
+    device = _pick_device(args.device or "auto", 0)
+    model = RVOSModel.from_pretrained(args.checkpoint)
+    if (model.task == "vos") != (args.mask is not None):
+        wanted = "--mask FIRST_FRAME.png" if model.task == "vos" else "--text EXPRESSION"
+        raise ValueError(f"the checkpoint is a {model.task!r} model: it takes {wanted}")
+    started = time.perf_counter()
+    with atomic_directory(out) as folder:
+        if expressions is not None:
+            count, index = _predict_text(model, device, expressions, folder, args)
+        else:
+            count, index = _predict_mask(model, device, folder, args)
+        (folder / "expressions.json").write_text(json.dumps(index, indent=2))
+    elapsed = time.perf_counter() - started
+    print(
+        f"wrote {count} frames to {out} ({count / max(elapsed, 1e-9):.1f} frames/s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, dict]:
     from tqdm import tqdm
 
-    from rvoslib._io import atomic_write_bytes, atomic_write_text
-    from rvoslib.inference import VideoPredictor, check_expressions
-    from rvoslib.models import RVOSModel
+    from rvoslib.animation import AnimationWriter
+    from rvoslib.inference import VideoPredictor
     from rvoslib.video_io import FrameFolderSource
+    from rvoslib.viz import overlay_masks
 
-    expressions = check_expressions(args.text)
-    if args.format not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, got {args.format!r}")
-    model = RVOSModel.from_pretrained(args.checkpoint)
     predictor = VideoPredictor(
         model,
-        device=args.device,
+        device=device,
         clip_len=args.clip_len,
         overlap=args.overlap,
         size=args.size,
@@ -95,36 +157,28 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
     )
     source = predictor.open(args.video)
-    folder = isinstance(source, FrameFolderSource)
-    names = [path.stem for path in source.files] if folder else None
-    out = Path(args.out)
-    overlay_frames: list[np.ndarray] = []
-    started = time.perf_counter()
+    names = [p.stem for p in source.files] if isinstance(source, FrameFolderSource) else None
+    writer = _Writer(args.workers)
+    animation = None
+    if args.overlay:
+        fps = args.fps or source.fps or 10.0
+        animation = AnimationWriter(folder / f"overlay.{args.overlay_format}", fps=fps)
     count = 0
-    with tqdm(
-        total=source.num_frames, unit="frame", desc=source.name, disable=args.no_progress
-    ) as progress:
+    bar = tqdm(total=source.num_frames, unit="frame", desc=source.name, disable=args.no_progress)
+    with bar:
         for result in predictor.predict_iter(source, expressions, return_frames=args.overlay):
             name = names[result.index] if names else f"{result.index:05d}"
-            masks = result.masks.numpy()
-            for expression_index, mask in enumerate(masks):
-                atomic_write_bytes(
-                    out / str(expression_index) / f"{name}.png", _png_bytes(mask, args.format)
-                )
-            if args.overlay:
-                from rvoslib.viz import overlay_masks
-
+            for number, mask in enumerate(result.masks.numpy()):
+                writer.write(folder / str(number) / f"{name}.png", _png_bytes, mask, args.format)
+            if animation is not None:
                 image = overlay_masks(result.frame, result.masks.unsqueeze(1))
-                atomic_write_bytes(out / "overlay" / f"{name}.png", _rgb_png(image))
-                overlay_frames.append(image)
+                writer.write(folder / "overlay" / f"{name}.png", _rgb_png, image)
+                animation.add(image)
             count += 1
-            progress.update(1)
-    elapsed = time.perf_counter() - started
-    if args.overlay and overlay_frames:
-        from rvoslib.viz import save_animation
-
-        fps = args.fps or source.fps or 10.0
-        save_animation(np.stack(overlay_frames), out / f"overlay.{args.overlay_format}", fps=fps)
+            bar.update(1)
+    writer.close()
+    if animation is not None:
+        animation.close()
     index = {
         "video": str(args.video),
         "checkpoint": str(args.checkpoint),
@@ -134,13 +188,48 @@ def run(args: argparse.Namespace) -> int:
         "height": source.height,
         "width": source.width,
     }
-    atomic_write_text(out / "expressions.json", json.dumps(index, indent=2))
-    print(
-        f"wrote {count} frames x {len(expressions)} expression(s) to {out} "
-        f"({count / max(elapsed, 1e-9):.1f} frames/s)",
-        file=sys.stderr,
-    )
-    return 0
+    return count, index
+
+
+def _predict_mask(model, device, folder: Path, args) -> tuple[int, dict]:
+    from rvoslib.animation import AnimationWriter
+    from rvoslib.video_io import FrameFolderSource, open_video
+    from rvoslib.viz import overlay_masks
+    from rvoslib.vos_inference import read_first_mask, segment_from_first_mask
+
+    first = read_first_mask(args.mask)
+    source = open_video(args.video)
+    names = [p.stem for p in source.files] if isinstance(source, FrameFolderSource) else None
+    ids = segment_from_first_mask(
+        model, source, first, size=args.size, device=device, threshold=args.threshold
+    ).numpy()
+    writer = _Writer(args.workers)
+    animation = None
+    if args.overlay:
+        fps = args.fps or source.fps or 10.0
+        animation = AnimationWriter(folder / f"overlay.{args.overlay_format}", fps=fps)
+    frames = iter(open_video(args.video)) if args.overlay else None
+    for index, id_map in enumerate(ids):
+        name = names[index] if names else f"{index:05d}"
+        writer.write(folder / "masks" / f"{name}.png", _png_bytes, id_map, "davis")
+        if animation is not None:
+            image = overlay_masks(next(frames), id_map[None])
+            writer.write(folder / "overlay" / f"{name}.png", _rgb_png, image)
+            animation.add(image)
+    writer.close()
+    if animation is not None:
+        animation.close()
+    objects = sorted(int(v) for v in np.unique(first) if v)
+    index = {
+        "video": str(args.video),
+        "checkpoint": str(args.checkpoint),
+        "mask": str(args.mask),
+        "objects": objects,
+        "frames": len(ids),
+        "height": int(ids.shape[1]),
+        "width": int(ids.shape[2]),
+    }
+    return len(ids), index
 
 
 def _rgb_png(image: np.ndarray) -> bytes:

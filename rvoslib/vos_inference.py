@@ -1,0 +1,133 @@
+"""Semi-supervised inference: segment the objects of a first-frame mask in a whole video.
+
+The first frame's objects come from an indexed (palette) PNG, pixel = object id, as DAVIS and
+YouTube-VOS give them. Each object is segmented on its own by a VOS model
+(:meth:`RVOSModel.predict` with ``first_mask``); the objects are merged into one id map per
+frame by score (each pixel takes the object with the highest probability, or the background
+when no probability reaches the threshold), which is what the official evaluations read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rvoslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from rvoslib.inference import model_input_size
+from rvoslib.video_io import VideoSource, read_video
+
+__all__ = ["merge_objects", "read_first_mask", "segment_from_first_mask"]
+
+
+def read_first_mask(path: str | os.PathLike) -> np.ndarray:
+    """The ``(H, W)`` uint8 object ids of an indexed PNG (0 = background).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it holds no object (every pixel 0).
+    """
+    from rvoslib.data.io import read_mask
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"first-frame mask {str(path)!r} not found")
+    ids = np.asarray(read_mask(path), dtype=np.uint8)
+    if not ids.any():
+        raise ValueError(
+            f"first-frame mask {str(path)!r} holds no object (every pixel is 0): give an indexed "
+            "PNG whose pixels are object ids"
+        )
+    return ids
+
+
+def merge_objects(
+    probabilities: torch.Tensor, object_ids: list[int], threshold: float = 0.5
+) -> torch.Tensor:
+    """Merge per-object probabilities into id maps.
+
+    Args:
+        probabilities: ``(K, T, H, W)`` probabilities of ``K`` objects.
+        object_ids: The id of each object.
+        threshold: A pixel is background when no object's probability reaches it.
+
+    Returns:
+        ``(T, H, W)`` uint8 object ids (0 = background).
+
+    Example:
+        >>> probabilities = torch.tensor([[[[0.9, 0.2]]], [[[0.6, 0.3]]]])  # (2, 1, 1, 2)
+        >>> merge_objects(probabilities, [3, 5]).tolist()
+        [[[3, 0]]]
+    """
+    best, index = probabilities.max(0)
+    ids = torch.tensor(object_ids, dtype=torch.uint8)[index.cpu()]
+    return torch.where(best.cpu() >= threshold, ids, torch.zeros_like(ids))
+
+
+@torch.inference_mode()
+def segment_from_first_mask(
+    model: torch.nn.Module,
+    video: str | os.PathLike | torch.Tensor | VideoSource,
+    first_mask: np.ndarray | str | os.PathLike,
+    *,
+    size: int | None = 360,
+    device: str | torch.device = "cpu",
+    clip_len: int | None = None,
+    threshold: float = 0.5,
+) -> torch.Tensor:
+    """Segment every object of ``first_mask`` in every frame of ``video``.
+
+    Args:
+        model: A VOS model (``model.task == "vos"``), e.g. ``s2s-vgg16``.
+        video: Frames (folder, video file, source or tensor; see
+            :func:`rvoslib.video_io.open_video`).
+        first_mask: ``(H, W)`` object ids of the first frame, or the path of an indexed PNG.
+        size: Shorter side the frames are resized to before the model (``None``: as they are).
+        device: Where the model runs.
+        clip_len: Frames per forward pass (``None``: all; VOS models carry their state).
+        threshold: Background below this probability.
+
+    Returns:
+        ``(T, H, W)`` uint8 object ids at the original size.
+
+    Raises:
+        TypeError: the model is not a VOS model.
+        ValueError: the mask's size differs from the frames' (both named), or it is empty.
+    """
+    if getattr(model, "task", "rvos") != "vos":
+        raise TypeError(
+            f"segment_from_first_mask needs a VOS model (task 'vos'), got task "
+            f"{getattr(model, 'task', None)!r}: referring models take --text"
+        )
+    ids = read_first_mask(first_mask) if not isinstance(first_mask, np.ndarray) else first_mask
+    frames = read_video(video)  # (T, 3, H, W) uint8
+    height, width = frames.shape[-2:]
+    if tuple(ids.shape) != (height, width):
+        raise ValueError(
+            f"the first-frame mask is {ids.shape[1]}x{ids.shape[0]} (W x H) but the frames are "
+            f"{width}x{height}: give the mask of the video's first frame at its size"
+        )
+    object_ids = [int(v) for v in np.unique(ids) if v != 0]
+    if not object_ids:
+        raise ValueError("the first-frame mask holds no object (every pixel is 0)")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    input_size = model_input_size(height, width, size)
+    pixels = frames.to(device).float().div_(255.0)
+    pixels = F.interpolate(pixels, size=input_size, mode="bilinear", antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    clip = ((pixels - mean) / std)[None]  # (1, T, 3, h, w)
+    masks = torch.from_numpy(ids).to(device)
+    probabilities = []
+    for object_id in object_ids:
+        first = (masks == object_id).float()[None, None]
+        first = F.interpolate(first, size=input_size, mode="nearest")[0]  # (1, h, w)
+        logits = model.predict({"frames": clip, "first_mask": first}, clip_len)[0, :, 0]
+        probabilities.append(
+            F.interpolate(logits[None], size=(height, width), mode="bilinear")[0].sigmoid()
+        )
+    return merge_objects(torch.stack(probabilities), object_ids, threshold)
