@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rvoslib.training.trainer import Trainer
 
-__all__ = ["Callback", "LambdaCallback"]
+__all__ = ["Callback", "LambdaCallback", "TensorBoardCallback", "tensorboard_callback"]
 
 
 class Callback:
@@ -52,3 +52,40 @@ class LambdaCallback(Callback):
             raise ValueError(f"unknown hooks {unknown}; valid hooks: {valid}")
         for name, function in hooks.items():
             setattr(self, name, function)
+
+
+class TensorBoardCallback(Callback):
+    """Log the step loss and learning rate (every ``log_every`` steps) and every value of the
+    epoch records to TensorBoard.
+
+    Args:
+        writer: A ``torch.utils.tensorboard.SummaryWriter``.
+        log_every: Steps between step logs (each one syncs the host once).
+    """
+
+    def __init__(self, writer: Any, log_every: int = 10) -> None:
+        self.writer, self.log_every = writer, log_every
+
+    def on_step_end(self, trainer: Trainer, step: int, logs: dict[str, Any]) -> None:
+        if step % self.log_every == 0:
+            self.writer.add_scalar("step/loss", float(logs["loss"]), step)
+            self.writer.add_scalar("step/lr", float(logs["lr"]), step)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                self.writer.add_scalar(f"epoch/{key}", value, epoch)
+        self.writer.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.writer.close()
+
+
+def tensorboard_callback(folder: Any, log_every: int = 10) -> list[Callback]:
+    """``[TensorBoardCallback]`` writing to ``folder`` when TensorBoard is installed, else
+    ``[]`` (TensorBoard is optional: ``pip install tensorboard``)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return []
+    return [TensorBoardCallback(SummaryWriter(str(folder)), log_every)]

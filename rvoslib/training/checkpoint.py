@@ -24,11 +24,15 @@ from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel
 __all__ = [
     "TRAINING_STATE_FILE",
     "TRAINING_STATE_KEYS",
+    "check_finite",
+    "check_resumable",
     "config_differences",
     "get_rng_state",
     "load_training_state",
+    "load_weights",
     "save_checkpoint",
     "set_rng_state",
+    "training_state",
 ]
 
 TRAINING_STATE_FILE = "training_state.pt"
@@ -152,3 +156,95 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def check_finite(model: torch.nn.Module, where: str | os.PathLike) -> None:
+    """Refuse to checkpoint a model holding NaN or infinite values.
+
+    Raises:
+        rvoslib.training.NonFiniteLossError: names the first tensors and ``where`` (whose
+            previous checkpoint is kept).
+    """
+    from rvoslib.training.step import NonFiniteLossError
+
+    bad = [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise NonFiniteLossError(
+            f"refusing to save a checkpoint with non-finite values in {bad[:5]} ({len(bad)} "
+            f"tensors); the previous checkpoint in {str(where)!r} is kept"
+        )
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """The tensors of a ``model.safetensors`` file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it is truncated or not a safetensors file (names the file).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} not found")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(
+            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {error}"
+        ) from error
+
+
+def training_state(trainer: Any) -> dict[str, Any]:
+    """Everything a :class:`~rvoslib.training.Trainer` needs to resume, except the weights
+    (exactly the keys :data:`TRAINING_STATE_KEYS`)."""
+    return {
+        "format_version": TRAINING_STATE_VERSION,
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "best_metric": trainer.best_metric,
+        "best_epoch": trainer.best_epoch,
+        "validations_without_improvement": trainer.validations_without_improvement,
+        "nonfinite_steps": trainer.nonfinite_steps,
+        "history": trainer.history,
+        "rng": get_rng_state(),
+        "trainer_config": trainer.config.to_dict(),
+        "model_config": trainer.model.config.to_dict(),
+        "run_info": trainer.run_info,
+        "world_size": trainer.context.world_size,
+    }
+
+
+def check_resumable(
+    state: dict[str, Any],
+    directory: str | os.PathLike,
+    config: Any,
+    model: torch.nn.Module,
+    run_info: dict[str, Any],
+) -> None:
+    """Refuse to resume when the trainer settings (but those in ``RESUMABLE_CHANGES``), the
+    model's config or the run's facts (data, size, frames) differ from the checkpoint's.
+
+    Raises:
+        ValueError: lists every difference as ``key: saved (checkpoint) != current (now)``.
+    """
+    from rvoslib.training.config import RESUMABLE_CHANGES
+
+    resumable = {k: v for k, v in state["trainer_config"].items() if k in RESUMABLE_CHANGES}
+    differences = (
+        config_differences({**state["trainer_config"], **resumable}, config.to_dict() | resumable)
+        + config_differences(state["model_config"], model.config.to_dict())
+        + config_differences(state["run_info"], run_info)
+    )
+    if differences:
+        raise ValueError(
+            f"cannot resume from {str(directory)!r}: its settings differ in "
+            + "; ".join(differences)
+        )

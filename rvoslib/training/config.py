@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RESUMABLE_CHANGES", "TrainerConfig"]
+__all__ = ["RESUMABLE_CHANGES", "TrainerConfig", "check_ranges"]
 
 #: Settings that may change between a run and its resumption.
 RESUMABLE_CHANGES = frozenset(
@@ -24,8 +24,55 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "early_stopping_patience",
         "log_every",
+        "tensorboard",
     }
 )
+
+
+def check_ranges(config: Any, ranges: dict[str, tuple[float, float, bool, bool]]) -> None:
+    """Check numeric fields: ``name -> (low, high, optional, low_included)``; ``high`` is
+    excluded (``inf``: no bound); ``optional`` fields may be ``None``.
+
+    Raises:
+        ValueError: names the field, the valid range and the value, e.g.
+            ``clip_grad_norm must be > 0 (or None to disable), got -1.0``.
+    """
+    for name, (low, high, optional, included) in ranges.items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value < low or (value == low and not included) or value >= high:
+            lower = f">= {low}" if included else f"> {low}"
+            upper = "" if high == float("inf") else f" and < {high}"
+            none = " (or None to disable)" if optional else ""
+            raise ValueError(f"{name} must be {lower}{upper}{none}, got {value!r}")
+
+
+_INF = float("inf")
+#: Valid ranges of the numeric fields: (low, high (excluded), may be None, low included).
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "epochs": (1, _INF, False, True),
+    "max_steps": (1, _INF, True, True),
+    "max_time": (0, _INF, True, False),
+    "batch_size": (1, _INF, False, True),
+    "num_workers": (0, _INF, False, True),
+    "lr": (0, _INF, False, False),
+    "weight_decay": (0, _INF, False, True),
+    "backbone_lr_mult": (0, _INF, False, True),
+    "text_lr_mult": (0, _INF, False, True),
+    "t_0": (1, _INF, False, True),
+    "t_mult": (1, _INF, False, True),
+    "eta_min": (0, _INF, False, True),
+    "warmup_steps": (0, _INF, False, True),
+    "accumulation_steps": (1, _INF, False, True),
+    "clip_grad_norm": (0, _INF, True, False),
+    "early_stopping_patience": (1, _INF, True, True),
+    "max_nonfinite_steps": (0, _INF, False, True),
+    "threshold": (0, 1.0, False, False),
+    "val_clip_len": (1, _INF, True, True),
+    "log_every": (1, _INF, False, True),
+}
 
 
 @dataclass
@@ -54,7 +101,7 @@ class TrainerConfig:
             scaler) or ``"off"``.
         accumulation_steps: Micro-batches per optimizer step (the loss is divided by it);
             an epoch's last, incomplete group still makes a step.
-        clip_grad_norm: Maximum gradient norm (``None`` disables clipping).
+        clip_grad_norm: Maximum gradient norm, > 0 (``None`` disables clipping).
         early_stopping_patience: Stop after this many validations without a better J&F.
         max_nonfinite_steps: Consecutive non-finite losses tolerated before stopping.
         threshold: Probability threshold of predicted masks.
@@ -66,6 +113,10 @@ class TrainerConfig:
         fast: Use the library's fast path (:mod:`rvoslib.training.fast`): channels_last
             layouts, cuDNN autotuning, fused AdamW and ``torch.compile`` on CUDA.
         compile: Compile the training step with ``torch.compile`` (also without ``fast``).
+        activation_checkpointing: Recompute the activations of backbone and transformer
+            blocks in the backward pass (less memory, more compute;
+            :func:`~rvoslib.training.memory.enable_activation_checkpointing`).
+        tensorboard: Log to ``output_dir/tensorboard`` when TensorBoard is installed.
         progress: Show tqdm progress bars (rank 0).
         log_every: Optimizer steps between progress-bar updates (each update syncs the host).
     """
@@ -97,6 +148,8 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     fast: bool = False
     compile: bool = False
+    activation_checkpointing: bool = False
+    tensorboard: bool = True
     progress: bool = True
     log_every: int = 10
 
@@ -104,10 +157,9 @@ class TrainerConfig:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
-        if self.accumulation_steps < 1:
-            raise ValueError(f"accumulation_steps must be >= 1, got {self.accumulation_steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_ranges(self, _RANGES)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

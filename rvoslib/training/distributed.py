@@ -10,7 +10,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistributedContext", "ShardSampler", "all_reduce_mean", "init_distributed"]
+__all__ = [
+    "DistributedContext",
+    "ShardSampler",
+    "all_reduce_mean",
+    "average_buffers",
+    "init_distributed",
+]
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,16 @@ def all_reduce_mean(value: torch.Tensor, context: DistributedContext) -> torch.T
     reduced = value.detach().clone()
     dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced / context.world_size
+
+
+def average_buffers(model: torch.nn.Module, context: DistributedContext) -> None:
+    """Average floating buffers (BatchNorm statistics) over ranks, so every rank holds the
+    same model (no-op in a single process)."""
+    if not context.is_distributed:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            buffer.copy_(all_reduce_mean(buffer, context))
 
 
 class ShardSampler(Sampler[int]):

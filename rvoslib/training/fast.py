@@ -22,6 +22,7 @@ __all__ = [
     "maybe_compile",
     "prepare_fast_path",
     "use_fused_optimizer",
+    "wrap_for_training",
 ]
 
 
@@ -89,3 +90,22 @@ def maybe_compile(model: nn.Module, **kwargs: object) -> nn.Module:
     except Exception as error:  # compile support differs by platform and version
         warnings.warn(f"torch.compile unavailable ({error}); running eagerly", stacklevel=2)
         return model
+
+
+def wrap_for_training(
+    step: nn.Module, model: nn.Module, config: object, context: object
+) -> nn.Module:
+    """Wrap the training step as ``TrainerConfig`` asks: DDP in a process group (BatchNorm
+    converted to SyncBatchNorm with ``sync_batchnorm``), then ``torch.compile`` (the fast
+    path's CUDA-graph mode with ``fast`` on CUDA; the default mode with ``compile``)."""
+    device = context.device  # type: ignore[attr-defined]
+    if context.is_distributed:  # type: ignore[attr-defined]
+        if config.sync_batchnorm:  # type: ignore[attr-defined]
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [device.index] if device.type == "cuda" else None
+        step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
+    if config.fast and device.type == "cuda":  # type: ignore[attr-defined]
+        return maybe_compile(step, **compile_options())
+    if config.compile:  # type: ignore[attr-defined]
+        return maybe_compile(step)
+    return step
