@@ -150,9 +150,9 @@ def test_activation_checkpointing_keeps_the_gradients() -> None:
     from rvoslib.training.memory import enable_activation_checkpointing
 
     torch.manual_seed(0)
-    model = create_model("seed-r18", text_encoder={"config": {"model_type": "bert", "vocab_size": 64,
-        "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "intermediate_size": 32}, "tokenizer": "hash"}).eval()  # fmt: skip
+    bert = {"model_type": "bert", "vocab_size": 64, "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 32}  # fmt: skip
+    model = create_model("seed-r18", text_encoder={"config": bert, "tokenizer": "hash"}).eval()
     ids = torch.randint(5, 60, (1, 4))
     frames = torch.randn(1, 2, 3, 64, 64)
     model(frames, ids).pow(2).mean().backward()
