@@ -1,7 +1,9 @@
 """The ``rvos`` command line (also ``python -m rvoslib``).
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which registers
-the subcommand and sets ``func``) and is registered in :data:`SUBCOMMANDS`.
+the subcommand and sets ``func``) and is registered in :data:`SUBCOMMANDS`. Exit codes: 0
+success; 2 bad input (the message names the argument, file or value); 3 a training run whose
+steps were skipped for non-finite values, or stopped by them.
 """
 
 from __future__ import annotations
@@ -62,9 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args._argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own arguments
+    from rvoslib.training.run_folder import RunLockedError
+    from rvoslib.training.step import NonFiniteLossError
+
     try:
         result = args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    except NonFiniteLossError as error:
+        print(f"rvos {args.command}: error: {error}", file=sys.stderr)
+        return 3
+    except (OSError, ValueError, KeyError, TypeError, RunLockedError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"rvos {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,8 @@ from typing import Any
 from rvoslib._io import atomic_write_text
 from rvoslib.cli.options import add_dataclass_options, given_options
 
-__all__ = ["RUN_FILES", "add_parser", "resolve_recipe", "run"]
+__all__ = ["add_parser", "resolve_recipe", "run"]
 
-RUN_FILES = ("last", "best", "history.jsonl", "metrics.json", "overlays", "recipe.yaml")
 ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")
 
 
@@ -78,32 +77,24 @@ def resolve_recipe(args: argparse.Namespace) -> Any:
     return recipe_from_dict(values, "the options")
 
 
-def _prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if resume:
-        if not (out / "last").is_dir():
-            raise FileNotFoundError(f"--resume: no checkpoint at {str(out / 'last')!r}")
-        return
-    if existing and not overwrite:
-        raise ValueError(
-            f"--output-dir {str(out)!r} already holds a run ({', '.join(existing)}); "
-            "pass --resume to continue it or --overwrite to replace it"
-        )
-    for name in existing:
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-
-
 def run(args: argparse.Namespace) -> int:
-    """Train, validate, and write checkpoints, history, metrics and overlays."""
+    """Train, validate, and write checkpoints, history, metrics and overlays.
+
+    Every argument, path and range is checked, and the data and model are built, before the
+    output folder is touched; ``--overwrite`` moves the previous run aside and deletes it only
+    once the new run has saved its first checkpoint. Exit code 0, or 3 when steps were skipped
+    for non-finite losses or gradients (counted in ``metrics.json``).
+    """
+    import contextlib
+
     import torch
     import yaml
 
     from rvoslib.data.builder import build_datasets
     from rvoslib.models.presets import create_model, get_preset_config
     from rvoslib.models.registry import ARCHITECTURES
-    from rvoslib.training import Trainer, init_distributed
-    from rvoslib.viz import write_overlay_strips
+    from rvoslib.training import LambdaCallback, Trainer, init_distributed
+    from rvoslib.training.run_folder import RunFolder
 
     recipe = resolve_recipe(args)
     if args.print_config:
@@ -120,58 +111,88 @@ def run(args: argparse.Namespace) -> int:
     if not trainer_config.output_dir:
         raise ValueError("--output-dir is required")
     out = Path(trainer_config.output_dir)
+    folder = RunFolder(out, resume=recipe.run.resume, overwrite=recipe.run.overwrite)
+    folder.check()
     context = init_distributed(trainer_config.device)
-    if context.is_main:
-        _prepare_output(out, recipe.run.resume, recipe.run.overwrite)
-        atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    context.barrier()
     train_data, val_data = build_datasets(data_config, seed=trainer_config.seed)
     torch.manual_seed(trainer_config.seed)
     model = create_model(
         recipe.model.preset, pretrained=recipe.model.pretrained, **recipe.model.overrides
     )
     started = time.perf_counter()
-    trainer = Trainer(
-        model,
-        train_data,
-        val_data,
-        trainer_config,
-        resume=out / "last" if recipe.run.resume else None,
-        context=context,
-        run_info={"data": data_config.to_dict()},
-    )
-    history = trainer.fit()
-    wall_time = time.perf_counter() - started
-    if context.is_main and history:
-        final = history[-1]
-        metrics = {
-            **{key: final.get(key) for key in ("J", "F", "JF")},
-            "best_JF": trainer.best_metric if trainer.best_epoch >= 0 else None,
-            "best_epoch": trainer.best_epoch,
-            "epochs": trainer.epoch,
-            "steps": trainer.step,
-            "world_size": context.world_size,
-            "wall_time_s": round(wall_time, 1),
-            "preset": recipe.model.preset,
-            "dataset": data_config.dataset,
-            "shuffle_text": data_config.shuffle_text,
-        }
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        if recipe.run.overlays > 0:
-            write_overlay_strips(
-                trainer.model,
-                val_data,
-                out / "overlays",
-                recipe.run.overlays,
-                collate_fn=trainer.collate_fn,
-                device=trainer.device,
-                threshold=trainer_config.threshold,
-                clip_len=trainer_config.val_clip_len,
+    with folder if context.is_main else contextlib.nullcontext():
+        context.barrier()
+        if context.is_main:
+            atomic_write_text(
+                out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False)
             )
-        print(json.dumps(metrics))
+        trainer = Trainer(
+            model,
+            train_data,
+            val_data,
+            trainer_config,
+            resume=out / "last" if recipe.run.resume else None,
+            context=context,
+            run_info={"data": data_config.to_dict()},
+            callbacks=[LambdaCallback(on_epoch_end=lambda *_: folder.started())],
+        )
+        history = trainer.fit()
+        if context.is_main and history:
+            _finish(trainer, recipe, history, val_data, time.perf_counter() - started, out)
     if context.is_distributed:
         torch.distributed.destroy_process_group()
-    return 0
+    return 3 if trainer.nonfinite_steps else 0
+
+
+def _finish(
+    trainer: Any, recipe: Any, history: list, val_data: Any, wall: float, out: Path
+) -> None:
+    """Write ``metrics.json`` and the overlays; say why training ended early."""
+    from rvoslib.training.step import finite_or_none
+    from rvoslib.viz import write_overlay_strips
+
+    final = history[-1]
+    metrics = {
+        **{key: final.get(key) for key in ("J", "F", "JF")},
+        "best_JF": trainer.best_metric if trainer.best_epoch >= 0 else None,
+        "best_epoch": trainer.best_epoch,
+        "epochs": trainer.epoch,
+        "steps": trainer.step,
+        "nonfinite_steps": trainer.nonfinite_steps,
+        "stopped_by": trainer.stopped_by,
+        "world_size": trainer.context.world_size,
+        "wall_time_s": round(wall, 1),
+        "preset": recipe.model.preset,
+        "dataset": recipe.data.dataset,
+        "shuffle_text": recipe.data.shuffle_text,
+    }
+    atomic_write_text(
+        out / "metrics.json", json.dumps(finite_or_none(metrics), indent=2, allow_nan=False) + "\n"
+    )
+    if trainer.stopped_by == "max_time":
+        print(
+            f"rvos train: stopped after {trainer.epoch} of {recipe.trainer.epochs} epochs: "
+            f"max_time ({recipe.trainer.max_time:g} s) reached",
+            file=sys.stderr,
+        )
+    if trainer.nonfinite_steps:
+        print(
+            f"rvos train: {trainer.nonfinite_steps} steps were skipped for non-finite losses or "
+            "gradients (exit code 3)",
+            file=sys.stderr,
+        )
+    if recipe.run.overlays > 0:
+        write_overlay_strips(
+            trainer.model,
+            val_data,
+            out / "overlays",
+            recipe.run.overlays,
+            collate_fn=trainer.collate_fn,
+            device=trainer.device,
+            threshold=recipe.trainer.threshold,
+            clip_len=recipe.trainer.val_clip_len,
+        )
+    print(json.dumps(finite_or_none(metrics)))
 
 
 def recipe_fields() -> dict[str, list[str]]:

@@ -16,6 +16,16 @@ from torch.utils.data import Dataset, Subset
 __all__ = ["TASKS", "DataConfig", "build_datasets", "dataset_names", "register_dataset"]
 
 TASKS = ("rvos", "vos")
+_INF = float("inf")
+#: Valid ranges: (low, high (excluded), may be None, low included).
+_RANGES = {
+    "num_frames": (1, _INF, False, True),
+    "size": (32, _INF, False, True),
+    "train_videos": (1, _INF, False, True),
+    "val_videos": (1, _INF, False, True),
+    "val_frames": (1, _INF, False, True),
+    "val_fraction": (0, 1, False, False),
+}
 #: Synthetic videos are kept in memory up to this total size (frames and labels).
 SYNTHETIC_CACHE_BYTES = 2**30
 
@@ -36,7 +46,8 @@ class DataConfig:
         train_split: Split to train on.
         val_split: Split to validate on (``davis``).
         num_frames: Frames per training clip.
-        size: Training image size (square crop for real data; side of synthetic videos).
+        size: Training image size, >= 32 (square crop for real data; side of synthetic
+            videos).
         train_videos: Number of synthetic training videos.
         val_videos: Number of synthetic held-out videos.
         val_frames: Frames of each synthetic held-out video.
@@ -64,8 +75,13 @@ class DataConfig:
     shuffle_text: bool = False
 
     def __post_init__(self) -> None:
+        from rvoslib.training.config import check_ranges
+
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        check_ranges(self, _RANGES)
+        if not self.attributes:
+            raise ValueError("attributes must name at least one of color, shape, motion, position")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

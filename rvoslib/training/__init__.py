@@ -12,6 +12,7 @@ from rvoslib.training.distributed import (
 )
 from rvoslib.training.fast import apply_fast_path, maybe_compile, prepare_fast_path
 from rvoslib.training.optim import CosineRestarts, build_optimizer, build_scheduler
+from rvoslib.training.run_folder import RunFolder, RunLockedError
 from rvoslib.training.trainer import NonFiniteLossError, Trainer, TrainingStep
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "DistributedContext",
     "LambdaCallback",
     "NonFiniteLossError",
+    "RunFolder",
+    "RunLockedError",
     "ShardSampler",
     "Trainer",
     "TrainerConfig",
