@@ -32,7 +32,7 @@ from rvoslib.models.config import CONFIG_FORMAT_VERSION, ArchitectureConfig
 from rvoslib.models.registry import ARCHITECTURES, normalize_spec
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "RVOSModel", "read_config"]
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "RVOSModel", "load_weights", "read_config"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -261,8 +261,6 @@ class RVOSModel(nn.Module):
             KeyError: a part of the config is not registered (names the part, its kind, the
                 registered names, and says to import the module that registers it).
         """
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
@@ -274,7 +272,7 @@ class RVOSModel(nn.Module):
         if "text_encoder" in config and any((directory / n).exists() for n in TOKENIZER_FILES):
             config["text_encoder"]["tokenizer"] = str(directory)
         model = cls.from_config(config, pretrained=False)
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(map_location)))
+        model.load_state_dict(load_weights(directory / WEIGHTS_FILE, map_location))
         return model
 
 
@@ -288,7 +286,12 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     from rvoslib.models.legacy import convert_legacy_config
 
     path = Path(directory) / CONFIG_FILE
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(config).__name__}")
     if "architecture" not in config:
         config = convert_legacy_config(config)
     architecture = config["architecture"]
@@ -309,6 +312,26 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
                 "MODULE)"
             )
     return config
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """The tensors of a ``model.safetensors`` file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it is truncated or not a safetensors file (names the file).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} not found")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(
+            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {error}"
+        ) from error
 
 
 def _check_json(config: dict[str, Any], path: str = "config") -> None:

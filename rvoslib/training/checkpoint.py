@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rvoslib._io import atomic_directory
-from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel
+from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel, load_weights
 
 __all__ = [
     "TRAINING_STATE_FILE",
@@ -115,7 +115,12 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
                 f"{CONFIG_FILE}, {WEIGHTS_FILE} and {TRAINING_STATE_FILE}"
             )
     path = directory / TRAINING_STATE_FILE
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # pickle, zip and EOF errors of a damaged file
+        raise ValueError(
+            f"{str(path)!r} cannot be read (truncated or corrupt?): {type(error).__name__}: {error}"
+        ) from error
     keys = set(state) if isinstance(state, dict) else set()
     unknown, missing = (
         sorted(keys - set(TRAINING_STATE_KEYS)),
@@ -177,26 +182,6 @@ def check_finite(model: torch.nn.Module, where: str | os.PathLike) -> None:
             f"refusing to save a checkpoint with non-finite values in {bad[:5]} ({len(bad)} "
             f"tensors); the previous checkpoint in {str(where)!r} is kept"
         )
-
-
-def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
-    """The tensors of a ``model.safetensors`` file.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: it is truncated or not a safetensors file (names the file).
-    """
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} not found")
-    try:
-        return load_file(str(path), device=str(device))
-    except Exception as error:  # safetensors raises its own error types
-        raise ValueError(
-            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {error}"
-        ) from error
 
 
 def training_state(trainer: Any) -> dict[str, Any]:

@@ -57,12 +57,21 @@ class DistributedContext:
 def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.device:
     if device in (None, "auto"):
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-    return device
+    requested = str(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"device {requested!r} is not a device name (cpu, cuda, cuda:1, auto)"
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {requested!r} requested but CUDA is not available on this machine "
+            "(torch.cuda.is_available() is False); use device 'cpu' or 'auto'"
+        )
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", local_rank)
+    return resolved
 
 
 def init_distributed(device: str | torch.device | None = "auto") -> DistributedContext:
