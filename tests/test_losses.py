@@ -113,3 +113,34 @@ def test_perfect_prediction_gives_zero_dice(shape, seed) -> None:
     logits = (masks * 2 - 1) * 60.0
     assert dice_loss(logits, masks).item() < 1e-6
     assert bce_loss(logits, masks).item() < 1e-6
+
+
+def test_masks_of_any_dtype_and_the_void_label() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, 1, 8, 8)
+    binary = torch.rand(1, 2, 8, 8) > 0.5
+    expected = RVOSLoss()(logits, binary.float())
+    for masks in (binary, binary.to(torch.uint8), binary.long() * 2, binary.double() * 7):
+        torch.testing.assert_close(RVOSLoss()(logits, masks), expected)
+    with_void = binary.to(torch.uint8)
+    with_void[0, 0, 0, :] = 255  # DAVIS void pixels: excluded like the void argument
+    void = torch.zeros_like(binary)
+    void[0, 0, 0, :] = True
+    cleared = with_void.clone()
+    cleared[0, 0, 0, :] = 0
+    torch.testing.assert_close(
+        RVOSLoss()(logits, with_void), RVOSLoss()(logits, cleared, void=void)
+    )
+    davis_2016 = binary.to(torch.uint8) * 255
+    with pytest.raises(ValueError, match="masks hold only 0 and 255, the void label"):
+        RVOSLoss()(logits, davis_2016)
+    torch.testing.assert_close(RVOSLoss(void_label=None)(logits, davis_2016), expected)
+
+
+def test_nonfinite_inputs_are_named() -> None:
+    logits = torch.zeros(1, 1, 1, 4, 4)
+    masks = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="logits contain NaN or infinite values"):
+        RVOSLoss()(logits * float("nan"), masks)
+    with pytest.raises(ValueError, match="masks contain NaN or infinite values"):
+        RVOSLoss()(logits, masks + float("inf"))

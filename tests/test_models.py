@@ -276,3 +276,20 @@ def test_saved_files_have_normal_permissions(tmp_path) -> None:
 
     atomic_write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~umask
+
+
+def test_forward_input_checks_and_dtypes() -> None:
+    model = create_model("tiny").eval()
+    tokens = model.tokenize(["the red circle"])
+    frames = torch.randn(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(frames, tokens["input_ids"])
+        for dtype in (torch.float64, torch.float16):  # converted to the parameters' dtype
+            assert model(frames.to(dtype), tokens["input_ids"]).dtype == torch.float32
+        torch.testing.assert_close(model(frames.double(), tokens["input_ids"]), expected)
+    with pytest.raises(ValueError, match=r"empty input: frames \(1, 0, 3, 32, 32\)"):
+        model(frames[:, :0], tokens["input_ids"])
+    with pytest.raises(
+        ValueError, match=r"text_ids must be in \[0, 4096\).*got ids from 0 to 5000"
+    ):
+        model(frames, torch.tensor([[0, 5000]]))

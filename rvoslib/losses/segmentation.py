@@ -117,8 +117,10 @@ class LossTerms(NamedTuple):
 class RVOSLoss(nn.Module):
     """``bce_weight * BCE + dice_weight * Dice + focal_weight * Focal`` on mask logits.
 
-    Ground-truth masks are resized (nearest) to the logits' size. Frames where ``valid`` is
-    false and pixels where ``void`` is true are excluded from every term.
+    Ground-truth masks may have any dtype: nonzero = object, except the void label (255 by
+    default, as in DAVIS annotations), which is excluded like ``void`` pixels; so 0/1, 0/255 and
+    object-id masks all work. Masks are resized (nearest) to the logits' size. Frames where
+    ``valid`` is false and pixels where ``void`` is true are excluded from every term.
 
     Args:
         bce_weight: Weight of the binary cross-entropy.
@@ -126,6 +128,7 @@ class RVOSLoss(nn.Module):
         focal_weight: Weight of the focal loss.
         focal_gamma: Focal focusing exponent.
         focal_alpha: Focal positive-class weight.
+        void_label: Mask value excluded from the loss (``None``: none).
 
     Example:
         >>> criterion = RVOSLoss()
@@ -144,8 +147,10 @@ class RVOSLoss(nn.Module):
         focal_weight: float = 0.1,
         focal_gamma: float = 2.0,
         focal_alpha: float = 0.25,
+        void_label: int | None = 255,
     ) -> None:
         super().__init__()
+        self.void_label = void_label
         self.bce_weight, self.dice_weight, self.focal_weight = bce_weight, dice_weight, focal_weight
         self.focal_gamma, self.focal_alpha = focal_gamma, focal_alpha
 
@@ -155,17 +160,25 @@ class RVOSLoss(nn.Module):
         masks: torch.Tensor,
         valid: torch.Tensor | None = None,
         void: torch.Tensor | None = None,
+        *,
+        check_inputs: bool = True,
     ) -> LossTerms:
         """Compute the total loss and its three (unweighted) terms.
 
         Args:
             logits: ``(B, T, 1, H, W)`` or ``(B, T, H, W)``.
-            masks: ``(B, T, H', W')`` binary ground truth (any dtype; nonzero = object).
+            masks: ``(B, T, H', W')`` ground truth (any dtype; nonzero = object, the void
+                label excluded).
             valid: ``(B, T)`` bool, frames with ground truth; all if ``None``.
             void: ``(B, T, H', W')`` bool, pixels to ignore; none if ``None``.
+            check_inputs: Check shapes, dtypes and finite values (one host sync). A model's
+                training loss passes ``False``: the Trainer skips non-finite steps itself.
 
         Returns:
             :class:`LossTerms` of scalar float32 tensors.
+
+        Raises:
+            ValueError: a bad shape, or NaN/inf in ``logits`` or ``masks`` (named).
         """
         if logits.ndim == 5:
             if not is_compiling() and logits.shape[2] != 1:
@@ -174,10 +187,26 @@ class RVOSLoss(nn.Module):
                     f"got {format_shape(logits.shape)}"
                 )
             logits = logits.squeeze(2)
-        if not is_compiling():
+        if check_inputs and not is_compiling():
             _check_inputs(logits, masks, valid, void)
+            for name, value in (("logits", logits), ("masks", masks)):
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise ValueError(f"{name} contain NaN or infinite values")
+            label = self.void_label
+            if label is not None and bool((masks == label).any()):
+                others = (masks != 0) & (masks != label)
+                if not bool(others.any()):
+                    raise ValueError(
+                        f"masks hold only 0 and {label}, the void label: every object pixel "
+                        f"would be ignored. Binarise 0/{label} masks first (masks > 0) or build "
+                        "RVOSLoss(void_label=None)"
+                    )
+        if self.void_label is not None:
+            labelled_void = masks == self.void_label
+            void = labelled_void if void is None else (void.bool() | labelled_void)
+            masks = torch.where(labelled_void, torch.zeros_like(masks), masks)
         size = logits.shape[-2:]
-        targets = _resize_nearest(masks.float(), size)
+        targets = _resize_nearest((masks != 0).float(), size)
         weight = None
         if valid is not None or void is not None:
             weight = torch.ones_like(targets)
@@ -199,7 +228,7 @@ class RVOSLoss(nn.Module):
         valid: torch.Tensor | None = None,
         void: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The weighted total loss (see :meth:`terms` for the arguments)."""
+        """The weighted total loss (see :meth:`terms` for the arguments; inputs checked)."""
         return self.terms(logits, masks, valid, void).total
 
 

@@ -152,6 +152,11 @@ class RVOSModel(nn.Module):
 
         Returns:
             ``(B, T, 1, H, W)`` mask logits.
+
+        Raises:
+            ValueError: a bad shape, an empty batch, clip or expression, or token ids outside
+                the text encoder's vocabulary (each named with the expected and actual value).
+            TypeError: integer frames or floating token ids.
         """
         if not is_compiling():
             check_tensor(text_ids, "text_ids", ("B", "L"), floating=False)
@@ -161,6 +166,20 @@ class RVOSModel(nn.Module):
                     f"frames and text_ids must have the same batch size B, got frames "
                     f"{format_shape(frames.shape)} and text_ids {format_shape(text_ids.shape)}"
                 )
+            if 0 in frames.shape or text_ids.shape[1] == 0:
+                raise ValueError(
+                    f"empty input: frames {format_shape(frames.shape)}, text_ids "
+                    f"{format_shape(text_ids.shape)} (every dimension must be >= 1)"
+                )
+            vocab = getattr(getattr(self.text_encoder, "language_model", None), "config", None)
+            size = getattr(vocab, "vocab_size", None)
+            if size is not None and (int(text_ids.min()) < 0 or int(text_ids.max()) >= size):
+                raise ValueError(
+                    f"text_ids must be in [0, {size}) (the text encoder's vocabulary), got ids "
+                    f"from {int(text_ids.min())} to {int(text_ids.max())}: tokenize with "
+                    "model.tokenize"
+                )
+            frames = _matching_dtype(frames, self)
         return self.forward_with_text(frames, self.encode_text(text_ids, text_mask))
 
     def forward_with_text(self, frames: torch.Tensor, text: TextFeatures) -> torch.Tensor:
@@ -312,6 +331,17 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
                 "MODULE)"
             )
     return config
+
+
+def _matching_dtype(frames: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Frames in the parameters' floating dtype (float64 or float16 frames of a float32 model
+    would fail deep inside a convolution); under autocast they are left as they are."""
+    if torch.is_autocast_enabled(frames.device.type):
+        return frames
+    parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if parameter is not None and frames.dtype != parameter.dtype:
+        return frames.to(parameter.dtype)
+    return frames
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:

@@ -175,7 +175,11 @@ class FusionModel(RVOSModel):
         """Weighted BCE, Dice and focal terms of :class:`~rvoslib.losses.RVOSLoss` against
         ``batch["masks"] (B, T, H, W)`` (``valid (B, T)`` and ``void`` masks respected)."""
         terms = self.criterion.terms(
-            outputs["logits"], batch["masks"], batch.get("valid"), batch.get("void")
+            outputs["logits"],
+            batch["masks"],
+            batch.get("valid"),
+            batch.get("void"),
+            check_inputs=False,
         )
         criterion = self.criterion
         return {
