@@ -66,7 +66,7 @@ def test_expressions_are_unique_and_masks_exact() -> None:
             assert referents(expression.attributes, scene.objects, margin) == [expression.obj_id]
             target = scene.objects[expression.obj_id - 1]
             for name, word in expression.attributes.items():
-                assert word in expression.text
+                assert (word if word != "moving" else "that moves") in expression.text
                 if name == "color":
                     assert word == target.color
             kinds.update(list(expression.attributes))
@@ -142,3 +142,65 @@ def test_write_davis_roundtrip(tmp_path: Path, frame_format: str) -> None:
         assert torch.equal(copy["masks"], original["masks"])
         error = (denormalize(copy["frames"]) - denormalize(original["frames"])).abs().mean()
         assert error < (1e-6 if frame_format == "png" else 0.03)
+
+
+def test_motion_words_still_objects_and_kinds() -> None:
+    from rvoslib.data.synthetic_scene import describe, expression_kind
+
+    dataset = SyntheticRVOSDataset(num_videos=120, num_frames=4, size=64, seed=5)
+    texts = [dataset[i]["expression"] for i in range(len(dataset))]
+    kinds = Counter(dataset[i]["kind"] for i in range(len(dataset)))
+    assert any("that moves" in t for t in texts) and any("still" in t for t in texts)
+    assert any("moving left" in t or "moving up" in t for t in texts)
+    assert kinds["motion"] > 0 and set(kinds) <= {
+        "+".join(c) for n in (1, 2) for c in __import__("itertools").combinations(
+            ("color", "shape", "motion", "position"), n)
+    }  # fmt: skip
+    still = [o for v in range(120) for o in dataset.scene(v).objects if o.direction == "still"]
+    assert still and all(np.allclose(o.centers, o.centers[0]) for o in still)
+    assert describe({"motion": "still"}) == "the still one"
+    assert expression_kind({"motion": "moving", "color": "red"}) == "color+motion"
+
+
+def test_long_expressions_carry_a_relation_and_a_short_form() -> None:
+    dataset = SyntheticRVOSDataset(num_videos=30, num_frames=4, size=64, long_expressions=True)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        scene = dataset.scene(index)
+        target = scene.objects[item["obj_id"] - 1]
+        assert item["short_expression"] == f"the {target.color} {target.shape}"
+        assert item["expression"].startswith(
+            item["short_expression"].replace("the ", "the ", 1)
+        ) or (item["expression"].startswith("the still " + target.color))
+        assert any(w in item["expression"] for w in ("heads towards", "heads away", "next to"))
+
+
+def test_exact_flow_warps_the_next_frame_onto_this_one() -> None:
+    from rvoslib.data.synthetic_scene import shape_mask
+
+    dataset = SyntheticRVOSDataset(num_videos=8, num_frames=3, size=48, with_flow=True, noise=0)
+    checked = 0
+    for index in range(8):
+        item = dataset[index]
+        labels = torch.from_numpy(dataset.scene(index).labels).float()
+        forward, backward = item["flow_forward"], item["flow_backward"]
+        assert forward.shape == backward.shape == (2, 2, 48, 48)
+        grid = torch.arange(48, dtype=torch.float64) + 0.5
+        for t in range(2):  # the flow at an object's pixels moves them onto the object at t + 1
+            for obj in dataset.scene(index).objects:
+                here = labels[t] == obj.obj_id
+                if obj.direction == "still" or not here.any():
+                    continue
+                dx, dy = forward[t][0][here], forward[t][1][here]
+                ys, xs = torch.nonzero(here, as_tuple=True)
+                cy, cx = obj.centers[t + 1]
+                landed = shape_mask(obj.shape, (grid[ys] + dy.double() - cy).numpy(),
+                                    (grid[xs] + dx.double() - cx).numpy(), obj.radius)  # fmt: skip
+                assert landed.mean() > 0.97  # all but sub-pixel boundary cases
+                back = backward[t][:, labels[t + 1] == obj.obj_id]
+                torch.testing.assert_close(back, -forward[t][:, here][:, : back.shape[1]][:, :1]
+                                           .expand_as(back))  # fmt: skip
+                checked += 1
+    assert checked > 0
+    with pytest.raises(ValueError, match="with_flow=True needs transform=None"):
+        SyntheticRVOSDataset(num_videos=1, with_flow=True, transform=lambda sample: sample)

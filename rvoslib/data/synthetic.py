@@ -9,19 +9,35 @@ among the objects. Videos are generated lazily from ``(seed, video index)``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import combinations, product
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
-from rvoslib.data.io import write_frame, write_mask
+from rvoslib.data.synthetic_scene import (
+    _POSITION_WORDS,
+    ATTRIBUTES,
+    COLORS,
+    DIRECTIONS,
+    MOVING,
+    SHAPES,
+    SyntheticExpression,
+    SyntheticObject,
+    SyntheticScene,
+    describe,
+    exact_flow,
+    expression_kind,
+    referents,
+    relation_clause,
+    shape_mask,
+    short_description,
+)
 from rvoslib.data.transforms import to_tensors
 
 __all__ = [
@@ -36,83 +52,7 @@ __all__ = [
     "referents",
 ]
 
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 40, 40), "green": (40, 190, 60), "blue": (40, 90, 240),
-    "yellow": (240, 220, 40), "magenta": (210, 50, 210), "cyan": (40, 210, 220),
-    "orange": (250, 140, 20), "white": (245, 245, 245),
-}  # fmt: skip
-SHAPES = ("circle", "square", "triangle", "cross", "diamond")
-DIRECTIONS: dict[str, tuple[int, int]] = {
-    "left": (0, -1),
-    "right": (0, 1),
-    "up": (-1, 0),
-    "down": (1, 0),
-}
-ATTRIBUTES = ("color", "shape", "motion", "position")
-_POSITION_WORDS = {"top": "at the top", "bottom": "at the bottom", "left": "on the left",
-                   "right": "on the right"}  # fmt: skip
-_POSITION_AXES = {"top": (0, -1), "bottom": (0, 1), "left": (1, -1), "right": (1, 1)}
 _MAX_TRIES = 200
-
-
-@dataclass(frozen=True)
-class SyntheticObject:
-    """One object. ``centers`` is ``(T, 2)`` float (y, x) pixels; ``radius`` in pixels."""
-
-    obj_id: int
-    color: str
-    shape: str
-    direction: str
-    radius: float
-    centers: np.ndarray = field(repr=False)
-    mean_center: tuple[float, float] = (0.0, 0.0)  # (y, x) over the video: position words
-
-
-@dataclass(frozen=True)
-class SyntheticExpression:
-    """A referring expression and the attributes it uses (``position`` holds a direction)."""
-
-    obj_id: int
-    text: str
-    attributes: dict[str, str]
-
-
-@dataclass(frozen=True)
-class SyntheticScene:
-    """A generated video: ``frames`` ``(T, H, W, 3)`` uint8, ``labels`` ``(T, H, W)`` uint8
-    visible object ids (0 = background)."""
-
-    frames: np.ndarray
-    labels: np.ndarray
-    objects: list[SyntheticObject]
-    expressions: list[SyntheticExpression]
-
-
-def referents(
-    attributes: dict[str, str], objects: Sequence[SyntheticObject], margin: float
-) -> list[int]:
-    """Ids of the objects an attribute description matches.
-
-    Colour, shape and motion filter the objects; ``position`` then keeps the object that is
-    extreme in that direction (by mean centre) ahead of all other candidates by ``margin``
-    pixels, or none.
-    """
-    color, shape = attributes.get("color"), attributes.get("shape")
-    motion, where = attributes.get("motion"), attributes.get("position")
-    found = [
-        obj
-        for obj in objects
-        if (color is None or obj.color == color)
-        and (shape is None or obj.shape == shape)
-        and (motion is None or obj.direction == motion)
-    ]
-    if where is None:
-        return [obj.obj_id for obj in found]
-    if len(found) < 2:
-        return []
-    axis, sign = _POSITION_AXES[where]
-    scores = sorted((sign * obj.mean_center[axis], obj.obj_id) for obj in found)
-    return [scores[-1][1]] if scores[-1][0] >= scores[-2][0] + margin else []
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:
@@ -123,31 +63,6 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
 def _check_subset(name: str, value: Sequence[str], allowed: Sequence[str]) -> None:
     if isinstance(value, str) or not value or not set(value) <= set(allowed):
         raise ValueError(f"{name} must be a non-empty list from {list(allowed)}, got {value!r}")
-
-
-def _describe(attributes: dict[str, str]) -> str:
-    noun = attributes.get("shape", "object")
-    text = f"the {attributes['color']} {noun}" if "color" in attributes else f"the {noun}"
-    if "motion" in attributes:
-        text += f" moving {attributes['motion']}"
-    if "position" in attributes:
-        text += " " + _POSITION_WORDS[attributes["position"]]
-    return text
-
-
-def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, radius: float) -> np.ndarray:
-    ady, adx = np.abs(dy), np.abs(dx)
-    if shape == "circle":
-        return dy * dy + dx * dx <= radius * radius
-    if shape == "square":
-        return np.maximum(ady, adx) <= 0.85 * radius
-    if shape == "diamond":
-        return ady + adx <= 1.15 * radius
-    if shape == "cross":
-        arm = 0.38 * radius
-        return ((adx <= arm) & (ady <= radius)) | ((ady <= arm) & (adx <= radius))
-    top, bottom, half = -radius, 0.8 * radius, 1.05 * radius  # triangle pointing up
-    return (dy >= top) & (dy <= bottom) & (adx <= half * (dy - top) / (bottom - top))
 
 
 class SyntheticRVOSDataset(Dataset):
@@ -171,7 +86,7 @@ class SyntheticRVOSDataset(Dataset):
         noise: Standard deviation of pixel noise, as a fraction of 255.
         colors: Palette names (keys of ``COLORS``).
         shapes: Shape names (from ``SHAPES``).
-        directions: Motion directions (keys of ``DIRECTIONS``).
+        directions: Motions (keys of ``DIRECTIONS``; ``still`` objects do not move).
         attributes: Attributes expressions may use (from ``ATTRIBUTES``; motion is left out
             when ``num_frames`` is 1).
         max_attributes: Most attributes in one expression.
@@ -185,6 +100,12 @@ class SyntheticRVOSDataset(Dataset):
         cache: Keep every generated video in memory (about ``T * H * W * 4`` bytes each), so
             later epochs skip generation. Each DataLoader worker holds its own cache, so use it
             with ``num_workers=0`` or ``persistent_workers=True``.
+        long_expressions: Append a true relation to another object ("the red circle that
+            moves towards the blue square"); items then carry ``short_expression`` ("the red
+            circle"), LoSh's short form.
+        with_flow: Items carry the exact optical flow, ``flow_forward`` and ``flow_backward``
+            ``(T - 1, 2, H, W)`` float32 ``(dx, dy)`` pixels from frame ``t`` to ``t + 1``
+            (at frame ``t``'s pixels) and back (at frame ``t + 1``'s pixels).
 
     Example:
         >>> dataset = SyntheticRVOSDataset(num_videos=2, num_frames=4, size=64)
@@ -209,7 +130,7 @@ class SyntheticRVOSDataset(Dataset):
         noise: float = 0.02,
         colors: Sequence[str] = ("red", "green", "blue", "yellow"),
         shapes: Sequence[str] = ("circle", "square", "triangle", "cross"),
-        directions: Sequence[str] = ("left", "right", "up", "down"),
+        directions: Sequence[str] = ("left", "right", "up", "down", "still"),
         attributes: Sequence[str] = ATTRIBUTES,
         max_attributes: int = 2,
         attribute_sharing: float = 0.3,
@@ -217,6 +138,8 @@ class SyntheticRVOSDataset(Dataset):
         position_margin: float = 0.15,
         transform: Any = None,
         cache: bool = False,
+        long_expressions: bool = False,
+        with_flow: bool = False,
     ) -> None:
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         _check(num_videos >= 1, "num_videos", num_videos, "a positive int")
@@ -251,8 +174,13 @@ class SyntheticRVOSDataset(Dataset):
         )
         self.max_attributes, self.attribute_sharing = max_attributes, attribute_sharing
         self.min_visible, self.position_margin = min_visible, position_margin
+        if with_flow and transform is not None:
+            raise ValueError(
+                "with_flow=True needs transform=None (a transform would not move the flow)"
+            )
         self.transform = transform
         self.cache = cache
+        self.long_expressions, self.with_flow = long_expressions, with_flow
         self._scenes: dict[int, SyntheticScene] = {}
         self._grid = (
             np.arange(height, dtype=np.float32)[None, :, None] + 0.5,
@@ -342,7 +270,7 @@ class SyntheticRVOSDataset(Dataset):
         for obj in objects:
             dy = grid_y - obj.centers[:, 0, None, None].astype(np.float32)
             dx = grid_x - obj.centers[:, 1, None, None].astype(np.float32)
-            inside = _shape_mask(obj.shape, dy, dx, obj.radius)
+            inside = shape_mask(obj.shape, dy, dx, obj.radius)
             labels[inside] = obj.obj_id
             areas.append(inside.sum(axis=(1, 2)))
         for obj, area in zip(objects, areas):
@@ -357,11 +285,12 @@ class SyntheticRVOSDataset(Dataset):
         margin = self.position_margin * min(self.size)
         options: dict[int, dict[tuple[str, ...], list[dict[str, str]]]] = {}
         for obj in objects:
-            values = {"color": obj.color, "shape": obj.shape, "motion": obj.direction}
+            motions = [obj.direction] + ([MOVING] if obj.direction != "still" else [])
             for count in range(1, self.max_attributes + 1):
                 for names in combinations(self._usable, count):
                     wheres = _POSITION_WORDS if "position" in names else [None]
-                    for where in wheres:
+                    for where, motion in product(wheres, motions if "motion" in names else [None]):
+                        values = {"color": obj.color, "shape": obj.shape, "motion": motion}
                         attrs = {name: values[name] for name in names if name != "position"}
                         if where is not None:
                             attrs["position"] = where
@@ -377,7 +306,13 @@ class SyntheticRVOSDataset(Dataset):
             weights = np.array([0.5 ** len(names) for names in kinds])
             names = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
             attrs = options[target][names][int(rng.integers(len(options[target][names])))]
-            expressions.append(SyntheticExpression(target, _describe(attrs), attrs))
+            subject = objects[target - 1]
+            text = describe(attrs)
+            if self.long_expressions:  # the subject's appearance, its attributes, a relation
+                named = {**attrs, "color": subject.color, "shape": subject.shape}
+                text = f"{describe(named)} {relation_clause(subject, objects)}".strip()
+            short = short_description(attrs, subject)
+            expressions.append(SyntheticExpression(target, text, attrs, short))
         return expressions
 
     def _paint(
@@ -419,12 +354,22 @@ class SyntheticRVOSDataset(Dataset):
             "exp_id": str(slot),
             "orig_size": self.size,
             "unpadded_size": self.size,
+            "kind": expression_kind(expression.attributes),
         }
+        if self.long_expressions:
+            sample["short_expression"] = expression.short
+        if self.with_flow:
+            sample["flow_forward"], sample["flow_backward"] = exact_flow(scene)
         return self.transform(sample) if self.transform is not None else sample
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """One item in the format of :class:`~rvoslib.data.RefDAVISDataset`."""
-        return to_tensors(self.load_sample(index))
+        """One item in the format of :class:`~rvoslib.data.RefDAVISDataset` (plus ``kind``,
+        the expression's attributes, e.g. ``"color+motion"``)."""
+        item = to_tensors(self.load_sample(index))
+        for key in ("flow_forward", "flow_backward"):
+            if key in item:
+                item[key] = torch.from_numpy(item[key])
+        return item
 
     def write_davis(
         self,
@@ -434,43 +379,8 @@ class SyntheticRVOSDataset(Dataset):
         quality: int = 95,
         resolution: str = "480p",
     ) -> Path:
-        """Write the dataset in the DAVIS-2017 layout with a ``meta_expressions.json``.
+        """Write the dataset in the DAVIS-2017 layout with a ``meta_expressions.json``
+        (:func:`rvoslib.data.synthetic_io.write_davis_layout`)."""
+        from rvoslib.data.synthetic_io import write_davis_layout
 
-        Frames go to ``JPEGImages/<resolution>/<video>/%05d.<frame_format>`` (``"jpg"`` with
-        ``quality``, or lossless ``"png"``), object-id maps of all objects to
-        ``Annotations/<resolution>/<video>/%05d.png``; the videos are added to
-        ``ImageSets/2017/<split>.txt`` and ``meta_expressions.json`` (existing entries are
-        kept, so two datasets with different seeds can fill ``train`` and ``val``).
-
-        Returns:
-            ``root``, readable with ``RefDAVISDataset(root, split=split)``.
-        """
-        if frame_format not in ("jpg", "png"):
-            raise ValueError(f"frame_format must be 'jpg' or 'png', got {frame_format!r}")
-        root = Path(root)
-        meta_path = root / "meta_expressions.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"videos": {}}
-        split_path = root / "ImageSets" / "2017" / f"{split}.txt"
-        names = split_path.read_text().split() if split_path.is_file() else []
-        for video in range(self.num_videos):
-            scene, video_id = self.scene(video), self.video_id(video)
-            frame_ids = [f"{t:05d}" for t in range(self.num_frames)]
-            for frame_id, frame, labels in zip(frame_ids, scene.frames, scene.labels):
-                write_frame(
-                    root / "JPEGImages" / resolution / video_id / f"{frame_id}.{frame_format}",
-                    frame,
-                    quality,
-                )
-                write_mask(root / "Annotations" / resolution / video_id / f"{frame_id}.png", labels)
-            meta["videos"][video_id] = {
-                "expressions": {
-                    str(i): {"exp": e.text, "obj_id": str(e.obj_id)}
-                    for i, e in enumerate(scene.expressions)
-                },
-                "frames": frame_ids,
-            }
-            names.append(video_id)
-        split_path.parent.mkdir(parents=True, exist_ok=True)
-        split_path.write_text("\n".join(dict.fromkeys(names)) + "\n")
-        meta_path.write_text(json.dumps(meta, indent=1))
-        return root
+        return write_davis_layout(self, root, split, frame_format, quality, resolution)
