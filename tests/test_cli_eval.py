@@ -99,3 +99,17 @@ def test_eval_errors_name_the_argument(checkpoint, tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         main([*argv, "--attributes", "size"])
     assert "invalid choice: 'size' (choose from" in capsys.readouterr().err
+
+
+def test_by_kind_reports_every_kind_of_expression(checkpoint, capsys) -> None:
+    code = main(
+        ["eval", "--checkpoint", str(checkpoint), "--data", "synthetic", "--videos", "12",
+         "--frames", "2", "--size", "32", "--by-kind", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    summary = _json_lines(capsys.readouterr().out)[-1]
+    kinds = summary["by_kind"]
+    assert sum(row["count"] for row in kinds.values()) == 12
+    assert all(0.0 <= row["J"] <= 1.0 for row in kinds.values())
+    assert main(["eval", "--checkpoint", str(checkpoint), "--root", ".", "--by-kind"]) == 2
+    assert "--by-kind needs --data synthetic" in capsys.readouterr().err

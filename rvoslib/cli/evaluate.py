@@ -25,7 +25,7 @@ from typing import Any
 
 from rvoslib._io import atomic_write_text
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "by_kind", "run"]
 
 ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")
 PROTOCOL_CHOICES = ("all", "semi-supervised", "refer-davis")
@@ -69,6 +69,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         choices=ATTRIBUTE_CHOICES,
         help="what synthetic expressions may name",
     )
+    parser.add_argument(
+        "--by-kind",
+        action="store_true",
+        help="synthetic: J, F and J&F per kind of expression (colour, motion, colour+shape...)",
+    )
+    parser.add_argument(
+        "--long-expressions", action="store_true", help="synthetic: expressions with a relation"
+    )
     parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
@@ -96,17 +104,56 @@ def run(args: argparse.Namespace) -> int:
         if args.data != "davis":
             raise ValueError("--predictions scores a DAVIS-layout folder: it needs --data davis")
         return _score_folder(Path(args.predictions), args, protocol)
+    if args.by_kind and args.data != "synthetic":
+        raise ValueError("--by-kind needs --data synthetic (its expressions have kinds)")
     print(json.dumps({"protocol": protocol}))
     if protocol == "refer-davis":
         return _refer_davis(args)
-    result = _evaluate(args, protocol, on_prediction=_mask_writer(args))
+    kinds: dict[tuple[str, str], str] = {}
+    writer = _mask_writer(args)
+
+    def record(prediction: Any) -> None:
+        item = prediction.item
+        kinds[(item["video_id"], str(item["exp_id"]))] = str(item.get("kind", ""))
+        if writer is not None:
+            writer(prediction)
+
+    result = _evaluate(args, protocol, on_prediction=record)
+    summary = {"protocol": protocol, **result.summary}
+    if args.by_kind:
+        summary["by_kind"] = by_kind(result.per_sequence, kinds)
     if args.out is not None:
         result.evaluator.to_csv(Path(args.out) / "per_sequence.csv")
-        atomic_write_text(Path(args.out) / "summary.json", json.dumps(result.summary, indent=2))
+        atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2))
     for row in result.per_sequence:
         print(json.dumps(row))
-    print(json.dumps({"protocol": protocol, **result.summary}))
+    print(json.dumps(summary))
     return 0
+
+
+def by_kind(rows: list[dict], kinds: dict[tuple[str, str], str]) -> dict[str, dict[str, float]]:
+    """Mean J, F and J&F (and the count) of the sequences of each kind of expression.
+
+    Args:
+        rows: Per-sequence rows (``video_id``, ``key``, ``J``, ``F``, ``JF``).
+        kinds: ``(video_id, key)`` -> kind, e.g. ``"color+motion"``.
+
+    Example:
+        >>> rows = [{"video_id": "a", "key": "0", "J": 1.0, "F": 0.5, "JF": 0.75},
+        ...         {"video_id": "b", "key": "0", "J": 0.0, "F": 0.5, "JF": 0.25}]
+        >>> by_kind(rows, {("a", "0"): "color", ("b", "0"): "color"})["color"]["J"]
+        0.5
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(kinds.get((row["video_id"], str(row["key"])), ""), []).append(row)
+    return {
+        kind: {
+            "count": len(members),
+            **{key: sum(float(m[key]) for m in members) / len(members) for key in ("J", "F", "JF")},
+        }
+        for kind, members in sorted(groups.items())
+    }
 
 
 def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> Any:
@@ -137,7 +184,12 @@ def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> An
     else:
         kind = SyntheticVOSDataset if args.task == "vos" else SyntheticRVOSDataset
         dataset = kind(
-            args.videos, args.frames, args.size or 64, seed=args.seed, attributes=args.attributes
+            args.videos,
+            args.frames,
+            args.size or 64,
+            seed=args.seed,
+            attributes=args.attributes,
+            long_expressions=args.long_expressions,
         )
     collate = (
         RVOSCollator(model.text_encoder, model.text_encoder.max_length)

@@ -56,6 +56,10 @@ class DataConfig:
         val_fraction: Share of Ref-YouTube-VOS training videos held out for validation.
         shuffle_text: Control experiment: pair every training clip with another clip's
             expression (:class:`~rvoslib.data.ShuffledTextDataset`).
+        long_expressions: Synthetic expressions with a relation clause and their short form
+            (``short_expression``, for LoSh).
+        flow: Synthetic items carry their exact optical flow (``flow_forward``,
+            ``flow_backward``), for flow-consistency losses.
     """
 
     dataset: str = "synthetic"
@@ -73,6 +77,8 @@ class DataConfig:
     )
     val_fraction: float = 0.05
     shuffle_text: bool = False
+    long_expressions: bool = False
+    flow: bool = False
 
     def __post_init__(self) -> None:
         from rvoslib.training.config import check_ranges
@@ -82,6 +88,11 @@ class DataConfig:
         check_ranges(self, _RANGES)
         if not self.attributes:
             raise ValueError("attributes must name at least one of color, shape, motion, position")
+        if (self.long_expressions or self.flow) and self.dataset != "synthetic":
+            raise ValueError(
+                "long_expressions and flow are options of the synthetic dataset, got dataset "
+                f"{self.dataset!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -141,21 +152,17 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
 
     kind = SyntheticVOSDataset if config.task == "vos" else SyntheticRVOSDataset
     video_bytes = 4 * config.num_frames * config.size**2  # RGB frames + labels
+    options = {"attributes": config.attributes, "long_expressions": config.long_expressions}
     train = kind(
         config.train_videos,
         config.num_frames,
         config.size,
         seed=seed,
-        attributes=config.attributes,
         cache=config.train_videos * video_bytes <= SYNTHETIC_CACHE_BYTES,
+        with_flow=config.flow,
+        **options,
     )
-    val = kind(
-        config.val_videos,
-        config.val_frames,
-        config.size,
-        seed=seed + 100_003,
-        attributes=config.attributes,
-    )
+    val = kind(config.val_videos, config.val_frames, config.size, seed=seed + 100_003, **options)
     return train, val
 
 
