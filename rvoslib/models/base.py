@@ -42,9 +42,8 @@ TOKENIZER_FILES = ("tokenizer_config.json", "rvos_hash_tokenizer.json")
 class RVOSModel(nn.Module):
     """Base of every architecture; also the entry point ``RVOSModel.from_pretrained(folder)``.
 
-    Class attributes:
-        config_class: The architecture's :class:`ArchitectureConfig` subclass.
-        task: ``"rvos"`` (referring: a sentence per clip) or ``"vos"`` (the first frame's mask).
+    Each subclass sets ``config_class`` (its :class:`ArchitectureConfig` subclass) and ``task``:
+    ``"rvos"`` (referring: a sentence per clip) or ``"vos"`` (the first frame's mask).
 
     Example:
         >>> from rvoslib import create_model

@@ -24,10 +24,8 @@ CONFIG_FORMAT_VERSION = 2
 class ArchitectureConfig:
     """Base of the configs of registered architectures.
 
-    Class attributes:
-        architecture: The architecture's registered name.
-        parts: Field name -> the :class:`~rvoslib.models.registry.Registry` its spec names a
-            part of.
+    Each subclass sets ``architecture`` (the architecture's registered name) and ``parts``
+    (field name -> the :class:`~rvoslib.models.registry.Registry` its spec names a part of).
     """
 
     architecture: ClassVar[str] = ""
