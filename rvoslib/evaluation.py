@@ -21,7 +21,13 @@ from rvoslib.data.transforms import restore_size
 from rvoslib.metrics import RVOSEvaluator
 from rvoslib.training.distributed import DistributedContext, ShardSampler, all_reduce_mean
 
-__all__ = ["EvaluationResult", "Prediction", "evaluate", "move_to_device"]
+__all__ = [
+    "EvaluationResult",
+    "Prediction",
+    "evaluate",
+    "evaluate_annotated_frames",
+    "move_to_device",
+]
 
 
 @dataclass
@@ -180,3 +186,70 @@ def _original_masks(batch: Mapping[str, Any]) -> torch.Tensor:
         height, width = (int(v) for v in batch["unpadded_size"][0])
         masks = masks[..., :height, :width]
     return masks
+
+
+@torch.no_grad()
+def evaluate_annotated_frames(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> Any:
+    """The A2D-Sentences / JHMDB-Sentences protocol: one annotated frame per item.
+
+    Query-based models submit every query's mask at the annotated frame with its "referred"
+    probability there (as MTTR and ReferFormer do, the ``all queries`` mAP) and the
+    :class:`~rvoslib.metrics.A2DProtocol` also scores the top query alone; other models submit
+    their one mask with score 1. Masks are compared with ``dataset.ground_truth(index)`` at the
+    original resolution.
+
+    Args:
+        model: An :class:`~rvoslib.models.RVOSModel` on ``device``.
+        dataset: An :class:`~rvoslib.data.AnnotatedFrameDataset` (items with
+            ``annotated_index``, ``image_id``; ``ground_truth(index)``).
+        collate_fn: Builds a batch of one item.
+        device: Where the model runs.
+        autocast_dtype: Autocast dtype (``None``: float32).
+        progress: Wraps the item iterable.
+
+    Returns:
+        The filled :class:`~rvoslib.metrics.A2DProtocol` (``summary()``, ``report()``).
+    """
+    from rvoslib.metrics import A2DProtocol
+    from rvoslib.models.architectures.query import referred_probabilities
+
+    device = torch.device(device)
+    protocol = A2DProtocol()
+    autocast = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    model.eval()
+    indices = range(len(dataset))  # type: ignore[arg-type]
+    for index in progress(indices) if progress is not None else indices:
+        item = dataset[index]
+        batch = move_to_device(collate_fn([item]), device)
+        slot = int(item["annotated_index"])
+        with autocast:
+            outputs = model.forward_batch(batch)
+        if "masks" in outputs and "is_referred" in outputs:
+            logits = outputs["masks"][-1][0, slot].float()  # (N, h, w) at stride 4
+            scores = referred_probabilities(outputs["is_referred"][-1][0, slot])
+            height, width = batch["frames"].shape[-2:]
+            logits = torch.nn.functional.interpolate(
+                logits[None], size=(height, width), mode="bilinear", align_corners=False
+            )[0]
+        else:
+            logits = model.referred_logits(outputs)[0, slot].float()  # (1, H, W)
+            scores = torch.ones(1)
+        probabilities = restore_size(
+            logits.sigmoid(), item["orig_size"], item["unpadded_size"]
+        ).cpu()
+        protocol.update(
+            probabilities, scores.float().cpu(), dataset.ground_truth(index), str(item["image_id"])
+        )
+    return protocol

@@ -113,3 +113,20 @@ def test_by_kind_reports_every_kind_of_expression(checkpoint, capsys) -> None:
     assert all(0.0 <= row["J"] <= 1.0 for row in kinds.values())
     assert main(["eval", "--checkpoint", str(checkpoint), "--root", ".", "--by-kind"]) == 2
     assert "--by-kind needs --data synthetic" in capsys.readouterr().err
+
+
+def test_a2d_and_jhmdb_protocols_from_the_cli(checkpoint, tmp_path, capsys) -> None:
+    pytest.importorskip("h5py")
+    from _a2d_fixtures import make_a2d, make_jhmdb
+
+    a2d, jhmdb = make_a2d(tmp_path / "a2d"), make_jhmdb(tmp_path / "jhmdb")
+    for data, root in (("a2d", a2d), ("jhmdb", jhmdb)):
+        argv = ["eval", "--checkpoint", str(checkpoint), "--data", data, "--root", str(root)]
+        assert main([*argv, "--size", "32", "--frames", "2", "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        summary = _json_lines(out)[-1]
+        assert summary["data"] == data
+        assert {"mAP_all_queries", "mAP_top_query", "P@0.5", "overall_iou", "mean_iou"} <= set(
+            summary
+        )
+        assert "all queries" in out.lower() or "all_queries" in out

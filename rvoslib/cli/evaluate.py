@@ -42,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="model folder (save_pretrained)")
     source.add_argument("--predictions", help="a folder of predictions in the official layout")
-    parser.add_argument("--data", default="davis", choices=("davis", "synthetic"))
+    parser.add_argument(
+        "--data", default="davis", choices=("davis", "synthetic", "ytvos", "a2d", "jhmdb")
+    )
     parser.add_argument(
         "--task",
         default="rvos",
@@ -106,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         return _score_folder(Path(args.predictions), args, protocol)
     if args.by_kind and args.data != "synthetic":
         raise ValueError("--by-kind needs --data synthetic (its expressions have kinds)")
+    if args.data in ("ytvos", "a2d", "jhmdb"):
+        if not args.root or not Path(args.root).is_dir():
+            raise FileNotFoundError(f"--root {args.root!r} is not a folder (--data {args.data})")
+        return _ytvos(args) if args.data == "ytvos" else _annotated_frames(args)
     print(json.dumps({"protocol": protocol}))
     if protocol == "refer-davis":
         return _refer_davis(args)
@@ -260,4 +266,80 @@ def _score_folder(folder: Path, args: argparse.Namespace, protocol: str, tables:
     print(json.dumps(summary))
     if args.out:
         atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from rvoslib.models import RVOSModel
+    from rvoslib.training import init_distributed
+
+    model = RVOSModel.from_pretrained(args.checkpoint)
+    device = init_distributed(args.device).device
+    return model.to(device).eval(), device
+
+
+def _annotated_frames(args: argparse.Namespace) -> int:
+    """A2D-Sentences (test split) or JHMDB-Sentences: both mAP variants, P@K, IoUs."""
+    from rvoslib.data import A2DSentencesDataset, JHMDBSentencesDataset, RVOSCollator
+    from rvoslib.data.transforms import eval_transform
+    from rvoslib.evaluation import evaluate_annotated_frames
+
+    size = args.size or 320
+    transform = eval_transform(size, max_size=int(size * 1.8))
+    if args.data == "a2d":
+        split = "test" if args.split == "val" else args.split
+        dataset = A2DSentencesDataset(
+            args.root, split=split, num_frames=args.frames, transform=transform
+        )
+    else:
+        dataset = JHMDBSentencesDataset(args.root, num_frames=args.frames, transform=transform)
+    model, device = _load(args)
+    protocol = evaluate_annotated_frames(
+        model,
+        dataset,
+        collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
+        device=device,
+    )
+    summary = {"data": args.data, **protocol.summary()}
+    print(protocol.report())
+    print(json.dumps(summary))
+    if args.out:
+        atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _ytvos(args: argparse.Namespace) -> int:
+    """Ref-YouTube-VOS: the submission layout and zip of the split's expressions (scored when
+    the split has ground truth, e.g. ReferFormer's converted Ref-DAVIS17)."""
+    from rvoslib.data import RefYouTubeVOSDataset, RVOSCollator, eval_transform
+    from rvoslib.evaluation import evaluate
+    from rvoslib.metrics import write_ytvos_masks, zip_submission
+
+    if args.out is None:
+        raise ValueError("--data ytvos writes a submission: give --out")
+    split = "valid" if args.split == "val" else args.split
+    transform = eval_transform(args.size) if args.size else None
+    dataset = RefYouTubeVOSDataset(args.root, split=split, transform=transform)
+    model, device = _load(args)
+    out = Path(args.out)
+
+    def write(prediction: Any) -> None:
+        item = prediction.item
+        write_ytvos_masks(
+            out, item["video_id"], str(item["exp_id"]), prediction.probabilities.numpy(),
+            item["frame_ids"], threshold=args.threshold,
+        )  # fmt: skip
+
+    result = evaluate(
+        model,
+        dataset,
+        collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
+        device=device,
+        clip_len=args.clip_len,
+        threshold=args.threshold,
+        on_prediction=write,
+    )
+    archive = zip_submission(out)
+    summary = {"data": "ytvos", "split": split, "submission": str(archive), **result.summary}
+    print(json.dumps(summary))
     return 0

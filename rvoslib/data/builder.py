@@ -214,3 +214,21 @@ def _youtube_vos(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     held_out = max(1, int(len(full) * config.val_fraction))
     whole = YouTubeVOSDataset(root, split="train", transform=eval_transform(config.size))
     return Subset(full, range(held_out, len(full))), Subset(whole, range(held_out))
+
+
+@register_dataset("a2d")
+def _a2d(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    from rvoslib.data.a2d import A2DSentencesDataset
+    from rvoslib.data.transforms import eval_transform, train_transform
+
+    root = _require_root(config)
+    train = A2DSentencesDataset(
+        root, split="train", num_frames=config.num_frames, transform=train_transform(config.size)
+    )
+    val = A2DSentencesDataset(
+        root,
+        split="test",
+        num_frames=config.num_frames,
+        transform=eval_transform(config.size, max_size=int(config.size * 1.8)),
+    )
+    return train, val
