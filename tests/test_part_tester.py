@@ -12,7 +12,9 @@ import torch
 
 import rvoslib.models  # noqa: F401  (registers the built-in parts)
 from rvoslib.models import BACKBONES, FUSIONS, HEADS, TEMPORAL_MODULES, TEXT_ENCODERS, TextFeatures
+from rvoslib.models.architectures import mttr as _mttr  # noqa: F401  (registers MTTR's parts)
 from rvoslib.models.presets import TINY_TEXT_CONFIG
+from rvoslib.models.registry import MASK_HEADS, PIXEL_DECODERS, TRANSFORMERS
 
 TINY_BERT = {**TINY_TEXT_CONFIG, "vocab_size": 128, "num_hidden_layers": 1, "hidden_size": 16,
              "intermediate_size": 32}  # fmt: skip
@@ -31,6 +33,17 @@ TINY_SPECS = {
     ("head", "simple"): {"hidden_channels": 4},
     ("head", "fpn"): {"hidden_channels": 4},
     ("head", "fpn_dynamic"): {"hidden_channels": 4, "dynamic_width": 3},
+    ("transformer", "deformable_referformer"): {"d_model": 16, "num_queries": 3,
+        "num_encoder_layers": 1, "num_decoder_layers": 2, "num_heads": 2, "num_points": 2,
+        "ffn_dim": 32},
+    ("transformer", "deformable_soc"): {"d_model": 16, "num_queries": 3, "num_encoder_layers": 1,
+        "num_decoder_layers": 2, "num_heads": 2, "num_points": 2, "ffn_dim": 32},
+    ("pixel decoder", "cross_modal_fpn"): {"conv_dim": 16, "mask_dim": 8, "ffn_dim": 32,
+                                           "num_heads": 2},
+    ("mask head", "condinst"): {"hidden_channels": 4},
+    ("transformer", "mttr"): {"d_model": 16, "num_heads": 2, "num_encoder_layers": 1,
+                              "num_decoder_layers": 2, "ffn_dim": 32, "num_queries": 3},
+    ("pixel decoder", "fpn_text"): {"film": True},
 }  # fmt: skip
 VISUAL, TEXT, SIZE = 16, 12, 64
 
@@ -154,3 +167,62 @@ def test_heads(name: str) -> None:
     logits.pow(2).mean().backward()
     _check_gradients(part)
     _round_trip(HEADS, part, injected, _Runner(inputs, run))
+
+
+@pytest.mark.parametrize("name", _builtin(TRANSFORMERS))
+def test_transformers(name: str) -> None:
+    torch.manual_seed(0)
+    injected = {"visual_channels": [8, 16], "text_dim": TEXT}
+    part = TRANSFORMERS.build(_spec(TRANSFORMERS, name), **injected)
+
+    def inputs():
+        return [torch.randn(2, 2, 8, 8, 8), torch.randn(2, 2, 16, 4, 4)], _text(2)
+
+    out = part(*inputs())
+    queries = out["queries"]
+    assert queries.ndim == 5 and queries.shape[1:] == (2, 2, part.num_queries, part.d_model)
+    for memory in out["memory"]:
+        assert memory.shape[:3] == (2, 2, part.d_model)
+    loss = queries.pow(2).mean() + sum(m.pow(2).mean() for m in out["memory"])
+    if "boxes" in out:
+        assert out["boxes"].shape == (*queries.shape[:4], 4)
+        loss = loss + out["boxes"].pow(2).mean()
+    if "text" in out:  # fused text features (SOC)
+        loss = loss + out["text"].tokens.pow(2).mean() + out["text"].sentence.pow(2).mean()
+    loss.backward()
+    _check_gradients(part)
+    runner = _Runner(inputs, lambda p, x: p(*x)["queries"])
+    _round_trip(TRANSFORMERS, part, injected, runner)
+
+
+@pytest.mark.parametrize("name", _builtin(PIXEL_DECODERS))
+def test_pixel_decoders(name: str) -> None:
+    torch.manual_seed(0)
+    injected = {"in_channels": [4, 6, 16], "text_dim": TEXT}
+    part = PIXEL_DECODERS.build(_spec(PIXEL_DECODERS, name), **injected)
+
+    def inputs():
+        sizes = ((4, 16), (6, 8), (16, 4))
+        return [torch.randn(2, 2, c, s, s) for c, s in sizes], _text(2)
+
+    pixels = part(*inputs())
+    assert pixels.shape == (2, 2, part.out_channels, 16, 16)
+    pixels.pow(2).mean().backward()
+    _check_gradients(part)
+    _round_trip(PIXEL_DECODERS, part, injected, _Runner(inputs, lambda p, x: p(*x)))
+
+
+@pytest.mark.parametrize("name", _builtin(MASK_HEADS))
+def test_mask_heads(name: str) -> None:
+    torch.manual_seed(0)
+    injected = {"query_dim": 16, "pixel_channels": 8}
+    part = MASK_HEADS.build(_spec(MASK_HEADS, name), **injected)
+
+    def inputs():
+        return torch.randn(2, 2, 2, 3, 16), torch.randn(2, 2, 8, 12, 12)
+
+    masks = part(*inputs())
+    assert masks.shape == (2, 2, 2, 3, 12, 12)
+    masks.pow(2).mean().backward()
+    _check_gradients(part)
+    _round_trip(MASK_HEADS, part, injected, _Runner(inputs, lambda p, x: p(*x)))

@@ -3,7 +3,16 @@
 Importing this package registers every built-in part and architecture.
 """
 
-from rvoslib.models.architectures import FusionConfig, FusionModel, Seq2SeqConfig, Seq2SeqModel
+from rvoslib.models.architectures import (
+    FusionConfig,
+    FusionModel,
+    LoShConfig,
+    LoShModel,
+    MTTRConfig,
+    MTTRModel,
+    Seq2SeqConfig,
+    Seq2SeqModel,
+)
 from rvoslib.models.backbones import (
     TinyConvNet,
     VGGBackbone,
@@ -30,8 +39,10 @@ from rvoslib.models.fusion import (
 from rvoslib.models.heads import (
     DynamicMaskHead,
     DynamicMaskKernels,
+    KernelMaskHead,
     MultiScaleSegmentationHead,
     SegmentationHead,
+    TextFPNPixelDecoder,
 )
 from rvoslib.models.legacy import RVOSConfig, convert_legacy_config
 from rvoslib.models.positions import pixel_centres, sine_positions
@@ -50,6 +61,7 @@ from rvoslib.models.registry import (
 )
 from rvoslib.models.temporal import ConvLSTM, ConvLSTMCell, NoTemporalMixing, TemporalModule
 from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
+from rvoslib.models.transformer import LongShortCrossAttention, MTTRTransformer
 
 __all__ = [
     "ARCHITECTURES",
@@ -75,6 +87,13 @@ __all__ = [
     "FusionConfig",
     "FusionModel",
     "HashTokenizer",
+    "KernelMaskHead",
+    "LoShConfig",
+    "LoShModel",
+    "LongShortCrossAttention",
+    "MTTRConfig",
+    "MTTRModel",
+    "MTTRTransformer",
     "MultiHeadCrossAttention",
     "MultiScaleSegmentationHead",
     "NoTemporalMixing",
@@ -86,6 +105,7 @@ __all__ = [
     "Seq2SeqModel",
     "TemporalModule",
     "TextEncoder",
+    "TextFPNPixelDecoder",
     "TextFeatures",
     "TinyConvNet",
     "VGGBackbone",

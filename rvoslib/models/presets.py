@@ -9,6 +9,13 @@ from rvoslib.models.architectures.fusion import FusionConfig
 from rvoslib.models.architectures.seq2seq import Seq2SeqConfig
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.presets_query_mttr import PRESET_DESCRIPTIONS as MTTR_DESCRIPTIONS
+from rvoslib.models.presets_query_mttr import (
+    losh_mttr_swin_t,
+    losh_tiny,
+    mttr_swin_t,
+    mttr_tiny,
+)
 
 __all__ = [
     "PRESET_DESCRIPTIONS",
@@ -120,6 +127,10 @@ _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "rvos-r50": _rvos_r50,
     "s2s-vgg16": Seq2SeqConfig,
     "s2s-tiny": _s2s_tiny,
+    "mttr-swin-t": mttr_swin_t,
+    "mttr-tiny": mttr_tiny,
+    "losh-mttr-swin-t": losh_mttr_swin_t,
+    "losh-tiny": losh_tiny,
 }
 
 PRESET_DESCRIPTIONS = {
@@ -131,6 +142,7 @@ PRESET_DESCRIPTIONS = {
     "s2s-vgg16": "Seed 003's sequence-to-sequence VOS model: VGG-16 initializer and encoder, "
     "ConvLSTM, 5-block decoder; input 256x448; the first frame's mask, no sentence.",
     "s2s-tiny": "A tiny seq2seq VOS model (tiny VGG at stride 4, 2 decoder blocks) for the CPU.",
+    **MTTR_DESCRIPTIONS,
 }
 
 

@@ -1,6 +1,8 @@
 """Architectures (``ARCHITECTURES``): each file wires registered parts into one design."""
 
 from rvoslib.models.architectures.fusion import FusionConfig, FusionModel
+from rvoslib.models.architectures.losh import LoShConfig, LoShModel, pair_text, referred_flow_loss
+from rvoslib.models.architectures.mttr import MTTRConfig, MTTRModel
 from rvoslib.models.architectures.query import (
     QueryRVOSModel,
     query_targets,
@@ -17,12 +19,18 @@ from rvoslib.models.architectures.seq2seq import (
 __all__ = [
     "FusionConfig",
     "FusionModel",
+    "LoShConfig",
+    "LoShModel",
+    "MTTRConfig",
+    "MTTRModel",
     "QueryRVOSModel",
     "Seq2SeqConfig",
     "Seq2SeqDecoder",
     "Seq2SeqModel",
     "check_first_mask",
+    "pair_text",
     "query_targets",
+    "referred_flow_loss",
     "referred_probabilities",
     "select_referred",
 ]

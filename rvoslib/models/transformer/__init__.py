@@ -19,6 +19,13 @@ from rvoslib.models.transformer.levels import (
     split_levels,
     valid_ratios,
 )
+from rvoslib.models.transformer.long_short_attention import LongShortCrossAttention
+from rvoslib.models.transformer.mttr import (
+    MTTRDecoderLayer,
+    MTTREncoderLayer,
+    MTTRTransformer,
+    detr_sine_positions,
+)
 from rvoslib.models.transformer.voc import VideoClusterOutput, VideoObjectCluster
 
 __all__ = [
@@ -27,10 +34,15 @@ __all__ = [
     "DeformableDecoderLayer",
     "DeformableEncoder",
     "DeformableEncoderLayer",
+    "LongShortCrossAttention",
+    "MTTRDecoderLayer",
+    "MTTREncoderLayer",
+    "MTTRTransformer",
     "MultiScaleDeformableAttention",
     "VideoClusterOutput",
     "VideoObjectCluster",
     "as_spatial_shapes",
+    "detr_sine_positions",
     "encoder_reference_points",
     "flatten_levels",
     "inverse_sigmoid",

@@ -1,0 +1,93 @@
+"""Preset configs of MTTR and LoSh (defined here, registered by :mod:`rvoslib.models.presets`).
+
+========================  =================================================================
+``mttr-swin-t``           MTTR's released settings: Video-Swin-T (strides 4/8/16), frozen
+                          ``roberta-base``, ``d_model`` 256, 3 + 3 layers, 8 heads, FFN 2048,
+                          dropout 0.1, 50 queries, 8-dim mask kernels (windows of 8 frames
+                          are the data side)
+``mttr-tiny``             tinycnn + the tiny 2-layer BERT with the hash tokenizer,
+                          ``d_model`` 64, 1 + 2 layers, 5 queries: trains on the CPU
+``losh-mttr-swin-t``      LoSh-M's released settings (``mttr-swin-t`` + the short branch, the
+                          intersection loss and cost 0.8); window 10 and the learning-rate
+                          milestones [20, 40, 60] x 0.4 are the data's and the Trainer's
+``losh-tiny``             ``mttr-tiny`` + every LoSh addition (the flow term needs flow from
+                          the dataset)
+========================  =================================================================
+"""
+
+from __future__ import annotations
+
+from rvoslib.models.architectures.losh import LoShConfig
+from rvoslib.models.architectures.mttr import MTTRConfig
+
+__all__ = ["PRESET_DESCRIPTIONS", "losh_mttr_swin_t", "losh_tiny", "mttr_swin_t", "mttr_tiny"]
+
+
+def mttr_swin_t() -> MTTRConfig:
+    """MTTR with Video-Swin-T at its released settings (``configs/refer_youtube_vos.yaml``)."""
+    return MTTRConfig()
+
+
+def _tiny_parts() -> dict:
+    from rvoslib.models.presets import TINY_TEXT_CONFIG  # lazy: presets imports this module
+
+    return {
+        "backbone": {
+            "name": "tinycnn",
+            "out_strides": [4, 8, 16],
+            "channels": [32, 64, 128, 128],
+            "refine_last": False,
+        },
+        "text_encoder": {
+            "name": "huggingface",
+            "model_name_or_path": "tiny",
+            "config": dict(TINY_TEXT_CONFIG),
+            "tokenizer": "hash",
+            "pooling": "mean",
+            "max_length": 16,
+            "out_dim": 64,
+        },
+        "transformer": {
+            "name": "mttr",
+            "d_model": 64,
+            "num_heads": 4,
+            "num_encoder_layers": 1,
+            "num_decoder_layers": 2,
+            "ffn_dim": 128,
+            "dropout": 0.0,
+            "num_queries": 5,
+        },
+        "pixel_decoder": {"name": "fpn_text", "out_channels": 8},
+        "mask_head": {"name": "kernel", "num_layers": 2},
+    }
+
+
+def mttr_tiny() -> MTTRConfig:
+    """A CPU-sized MTTR that needs no downloaded file."""
+    return MTTRConfig(**_tiny_parts())
+
+
+def losh_mttr_swin_t() -> LoShConfig:
+    """LoSh-M (LoSh on MTTR) at its released settings; cross-attention and flow consistency
+    (not released) are off."""
+    return LoShConfig(cross_attention=None, flow_weight=0.0)
+
+
+def losh_tiny() -> LoShConfig:
+    """``mttr-tiny`` with LoSh's joint prediction, intersection loss, our long-short
+    cross-attention and the flow consistency term (weight 1; flow from the batch)."""
+    return LoShConfig(
+        **_tiny_parts(),
+        cross_attention={"num_heads": 4, "dropout": 0.0},
+        flow_weight=1.0,
+    )
+
+
+PRESET_DESCRIPTIONS = {
+    "mttr-swin-t": "MTTR: Video-Swin-T + frozen roberta-base, multimodal transformer (3+3 "
+    "layers, 50 queries), FPN pixel decoder, 8-dim mask kernels (released settings).",
+    "mttr-tiny": "MTTR on tinycnn + 2-layer BERT with a built-in tokenizer, 5 queries. CPU.",
+    "losh-mttr-swin-t": "LoSh-M: MTTR with long and short expressions, intersection loss "
+    "(released settings).",
+    "losh-tiny": "LoSh on mttr-tiny with long-short cross-attention and flow consistency. CPU.",
+}
