@@ -10,8 +10,12 @@ from rvoslib.models.architectures import (
     LoShModel,
     MTTRConfig,
     MTTRModel,
+    ReferFormerConfig,
+    ReferFormerModel,
     Seq2SeqConfig,
     Seq2SeqModel,
+    SOCConfig,
+    SOCModel,
 )
 from rvoslib.models.backbones import (
     TinyConvNet,
@@ -37,6 +41,8 @@ from rvoslib.models.fusion import (
     MultiHeadCrossAttention,
 )
 from rvoslib.models.heads import (
+    CondInstMaskHead,
+    CrossModalFPNDecoder,
     DynamicMaskHead,
     DynamicMaskKernels,
     KernelMaskHead,
@@ -61,7 +67,12 @@ from rvoslib.models.registry import (
 )
 from rvoslib.models.temporal import ConvLSTM, ConvLSTMCell, NoTemporalMixing, TemporalModule
 from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
-from rvoslib.models.transformer import LongShortCrossAttention, MTTRTransformer
+from rvoslib.models.transformer import (
+    LongShortCrossAttention,
+    MTTRTransformer,
+    ReferFormerTransformer,
+    SOCTransformer,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -77,8 +88,10 @@ __all__ = [
     "WEIGHTS_FILE",
     "ArchitectureConfig",
     "BidirectionalMultimodalFusion",
+    "CondInstMaskHead",
     "ConvLSTM",
     "ConvLSTMCell",
+    "CrossModalFPNDecoder",
     "CrossModalFusion",
     "DynamicMaskHead",
     "DynamicMaskKernels",
@@ -99,7 +112,13 @@ __all__ = [
     "NoTemporalMixing",
     "RVOSConfig",
     "RVOSModel",
+    "ReferFormerConfig",
+    "ReferFormerModel",
+    "ReferFormerTransformer",
     "Registry",
+    "SOCConfig",
+    "SOCModel",
+    "SOCTransformer",
     "SegmentationHead",
     "Seq2SeqConfig",
     "Seq2SeqModel",

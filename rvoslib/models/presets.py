@@ -9,6 +9,12 @@ from rvoslib.models.architectures.fusion import FusionConfig
 from rvoslib.models.architectures.seq2seq import Seq2SeqConfig
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.presets_query_deformable import (
+    referformer_swin_t,
+    referformer_tiny,
+    soc_swin_t,
+    soc_tiny,
+)
 from rvoslib.models.presets_query_mttr import PRESET_DESCRIPTIONS as MTTR_DESCRIPTIONS
 from rvoslib.models.presets_query_mttr import (
     losh_mttr_swin_t,
@@ -131,6 +137,10 @@ _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "mttr-tiny": mttr_tiny,
     "losh-mttr-swin-t": losh_mttr_swin_t,
     "losh-tiny": losh_tiny,
+    "referformer-swin-t": referformer_swin_t,
+    "referformer-tiny": referformer_tiny,
+    "soc-swin-t": soc_swin_t,
+    "soc-tiny": soc_tiny,
 }
 
 PRESET_DESCRIPTIONS = {
@@ -143,6 +153,13 @@ PRESET_DESCRIPTIONS = {
     "ConvLSTM, 5-block decoder; input 256x448; the first frame's mask, no sentence.",
     "s2s-tiny": "A tiny seq2seq VOS model (tiny VGG at stride 4, 2 decoder blocks) for the CPU.",
     **MTTR_DESCRIPTIONS,
+    "referformer-swin-t": "ReferFormer with Video-Swin-T at its published settings: deformable "
+    "transformer 4/4 layers over 4 levels with early fusion, 5 sentence queries, box "
+    "refinement, cross-modal FPN, CondInst mask head; roberta-base.",
+    "referformer-tiny": "ReferFormer on tinycnn and a tiny BERT, 3 queries: trains on the CPU.",
+    "soc-swin-t": "SOC with Video-Swin-T at its published settings: bidirectional fusion, "
+    "deformable transformer 3/3, 20 queries, video object cluster, contrastive loss.",
+    "soc-tiny": "SOC on tinycnn (temporal shift: the frame order) and a tiny BERT, 5 queries.",
 }
 
 

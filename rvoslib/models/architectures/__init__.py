@@ -9,12 +9,14 @@ from rvoslib.models.architectures.query import (
     referred_probabilities,
     select_referred,
 )
+from rvoslib.models.architectures.referformer import ReferFormerConfig, ReferFormerModel
 from rvoslib.models.architectures.seq2seq import (
     Seq2SeqConfig,
     Seq2SeqDecoder,
     Seq2SeqModel,
     check_first_mask,
 )
+from rvoslib.models.architectures.soc import SOCConfig, SOCModel
 
 __all__ = [
     "FusionConfig",
@@ -24,6 +26,10 @@ __all__ = [
     "MTTRConfig",
     "MTTRModel",
     "QueryRVOSModel",
+    "ReferFormerConfig",
+    "ReferFormerModel",
+    "SOCConfig",
+    "SOCModel",
     "Seq2SeqConfig",
     "Seq2SeqDecoder",
     "Seq2SeqModel",

@@ -26,6 +26,7 @@ from rvoslib.models.transformer.mttr import (
     MTTRTransformer,
     detr_sine_positions,
 )
+from rvoslib.models.transformer.referformer import ReferFormerTransformer, SOCTransformer
 from rvoslib.models.transformer.voc import VideoClusterOutput, VideoObjectCluster
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "MTTREncoderLayer",
     "MTTRTransformer",
     "MultiScaleDeformableAttention",
+    "ReferFormerTransformer",
+    "SOCTransformer",
     "VideoClusterOutput",
     "VideoObjectCluster",
     "as_spatial_shapes",

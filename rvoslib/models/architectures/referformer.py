@@ -1,0 +1,234 @@
+"""ReferFormer (Wu et al., CVPR 2022): language as queries for referring video segmentation.
+
+Wiring (shapes for a clip ``(B, T, 3, H, W)``, ``D = d_model``, ``N`` queries per frame,
+``Ly`` decoder layers)::
+
+    frames --backbone--> levels (B, T, C_i, H/s_i, W/s_i), s = 4, 8, 16, 32
+    text_ids --text encoder--> sentence (B, E), tokens (B, L, E)
+    levels[1:] + text --transformer--> queries (Ly, B, T, N, D), boxes (Ly, B, T, N, 4),
+        references (Ly, B, T, N, 4), memory [(B, T, D, h_i, w_i)] (strides 8, 16, 32, 64)
+    queries --class heads--> is_referred (Ly, B, T, N, 1)
+    [levels[0], memory at strides 8/16/32] + text --pixel decoder--> pixels (B, T, P, H/4, W/4)
+    queries + pixels + reference centres --mask head--> masks (Ly, B, T, N, H/4, W/4)
+    best query (time-averaged score, last layer) --> logits (B, T, 1, H, W)
+
+The finest backbone level feeds only the pixel decoder; the others feed the transformer, whose
+memory of those levels feeds the pixel decoder (ReferFormer's layout). Losses:
+:meth:`~rvoslib.losses.SetCriterion.referformer` at every decoder layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rvoslib.losses.matching import HungarianMatcher
+from rvoslib.losses.set_criterion import SetCriterion
+from rvoslib.models.architectures.query import QueryRVOSModel, select_referred
+from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.heads import condinst as _condinst  # noqa: F401  (registers the parts)
+from rvoslib.models.registry import (
+    ARCHITECTURES,
+    BACKBONES,
+    MASK_HEADS,
+    PIXEL_DECODERS,
+    TEXT_ENCODERS,
+    TRANSFORMERS,
+    Registry,
+)
+from rvoslib.models.text import TextFeatures
+from rvoslib.models.transformer import referformer as _transformer  # noqa: F401  (registers)
+
+__all__ = ["ReferFormerConfig", "ReferFormerModel"]
+
+#: ReferFormer's loss weights (keys of :class:`~rvoslib.losses.SetCriterion` ``weights``).
+REFERFORMER_LOSS: Mapping[str, float] = MappingProxyType(
+    {"class": 2.0, "box_l1": 5.0, "giou": 2.0, "mask_focal": 2.0, "dice": 5.0}
+)
+#: ReferFormer's matching cost (keyword arguments of :class:`~rvoslib.losses.HungarianMatcher`).
+REFERFORMER_MATCHER: Mapping[str, float] = MappingProxyType(
+    {"class_weight": 2.0, "box_l1_weight": 5.0, "giou_weight": 2.0, "mask_focal_weight": 2.0,
+     "dice_weight": 5.0}
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class ReferFormerConfig(ArchitectureConfig):
+    """Config of :class:`ReferFormerModel` (defaults: ``referformer-swin-t``'s parts).
+
+    Attributes:
+        backbone: ``BACKBONES`` spec; at least 2 levels, the finest at stride 4.
+        text_encoder: ``TEXT_ENCODERS`` spec.
+        transformer: ``TRANSFORMERS`` spec; receives ``visual_channels`` (the backbone levels
+            but the finest) and ``text_dim``.
+        pixel_decoder: ``PIXEL_DECODERS`` spec; receives ``in_channels`` (the finest backbone
+            level, then ``d_model`` per other level) and ``text_dim = d_model``.
+        mask_head: ``MASK_HEADS`` spec; receives ``query_dim = d_model`` and
+            ``pixel_channels``.
+        loss: :class:`~rvoslib.losses.SetCriterion` weights (focal class loss).
+        matcher: :class:`~rvoslib.losses.HungarianMatcher` cost weights.
+    """
+
+    architecture: ClassVar[str] = "referformer"
+    parts: ClassVar[dict[str, Registry]] = {
+        "backbone": BACKBONES,
+        "text_encoder": TEXT_ENCODERS,
+        "transformer": TRANSFORMERS,
+        "pixel_decoder": PIXEL_DECODERS,
+        "mask_head": MASK_HEADS,
+    }
+
+    backbone: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"name": "video_swin_t", "out_strides": [4, 8, 16, 32]}
+    )
+    text_encoder: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"name": "huggingface", "model_name_or_path": "roberta-base",
+                                 "pooling": "cls", "out_dim": 256, "freeze": True}
+    )  # fmt: skip
+    transformer: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"name": "deformable_referformer"}
+    )
+    pixel_decoder: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"name": "cross_modal_fpn"}
+    )
+    mask_head: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "condinst"})
+    loss: dict[str, float] = dataclasses.field(default_factory=lambda: dict(REFERFORMER_LOSS))
+    matcher: dict[str, float] = dataclasses.field(default_factory=lambda: dict(REFERFORMER_MATCHER))
+
+
+@ARCHITECTURES.register("referformer")
+class ReferFormerModel(QueryRVOSModel):
+    """ReferFormer from injected parts (see the module docstring for the wiring).
+
+    Args:
+        backbone: Levels ``[(B, T, C_i, h_i, w_i)]``, finest (stride 4) first.
+        text_encoder: Expression encoder.
+        transformer: A ``TRANSFORMERS`` part
+            (:class:`~rvoslib.models.transformer.referformer.ReferFormerTransformer`).
+        pixel_decoder: A ``PIXEL_DECODERS`` part.
+        mask_head: A ``MASK_HEADS`` part taking ``reference_points``.
+        loss: :class:`~rvoslib.losses.SetCriterion` weights.
+        matcher: :class:`~rvoslib.losses.HungarianMatcher` weights.
+
+    Raises:
+        ValueError: neighbouring parts do not fit (names both).
+
+    Example:
+        >>> from rvoslib.models.presets_query_deformable import referformer_tiny
+        >>> model = ReferFormerModel.from_config(referformer_tiny()).eval()
+        >>> tokens = model.tokenize(["the red circle"])
+        >>> model(torch.randn(1, 2, 3, 64, 64), tokens["input_ids"]).shape
+        torch.Size([1, 2, 1, 64, 64])
+    """
+
+    config_class = ReferFormerConfig
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        text_encoder: nn.Module,
+        transformer: nn.Module,
+        pixel_decoder: nn.Module,
+        mask_head: nn.Module,
+        loss: Mapping[str, float] = REFERFORMER_LOSS,
+        matcher: Mapping[str, float] = REFERFORMER_MATCHER,
+    ) -> None:
+        super().__init__()
+        channels = list(backbone.out_channels)
+        if len(channels) < 2:
+            raise ValueError(
+                f"the backbone must give >= 2 levels (the finest for the pixel decoder, the "
+                f"others for the transformer), got out_channels={channels}"
+            )
+        _fit("backbone levels 1..", channels[1:], "transformer", transformer.visual_channels)
+        _fit("text_encoder", text_encoder.out_dim, "transformer", transformer.text_dim)
+        decoder_inputs = [channels[0]] + [transformer.d_model] * (len(channels) - 1)
+        _fit("backbone + transformer", decoder_inputs, "pixel_decoder", pixel_decoder.in_channels)
+        _fit("transformer", transformer.d_model, "mask_head", mask_head.query_dim)
+        _fit("pixel_decoder", pixel_decoder.out_channels, "mask_head", mask_head.pixel_channels)
+        self.backbone, self.text_encoder = backbone, text_encoder
+        self.transformer, self.pixel_decoder, self.mask_head = transformer, pixel_decoder, mask_head
+        self.class_heads = nn.ModuleList(
+            nn.Linear(transformer.d_model, 1) for _ in range(transformer.num_layers)
+        )
+        prior = -math.log((1 - 0.01) / 0.01)  # initial referred probability 0.01
+        for head in self.class_heads:
+            nn.init.constant_(head.bias, prior)
+        self.criterion = SetCriterion(
+            HungarianMatcher(**matcher, class_loss="focal"), loss, class_loss="focal"
+        )
+
+    @classmethod
+    def build(cls, config: ReferFormerConfig, *, pretrained: bool = False) -> ReferFormerModel:
+        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
+        return cls(**cls._build_parts(config, pretrained), loss=config.loss, matcher=config.matcher)
+
+    @staticmethod
+    def _build_parts(config: ReferFormerConfig, pretrained: bool) -> dict[str, nn.Module]:
+        backbone = BACKBONES.build(config.backbone, pretrained=pretrained)
+        text_encoder = TEXT_ENCODERS.build(config.text_encoder, pretrained=pretrained)
+        channels = list(backbone.out_channels)
+        transformer = TRANSFORMERS.build(
+            config.transformer, visual_channels=channels[1:], text_dim=text_encoder.out_dim
+        )
+        width = transformer.d_model
+        pixel_decoder = PIXEL_DECODERS.build(
+            config.pixel_decoder,
+            in_channels=[channels[0]] + [width] * (len(channels) - 1),
+            text_dim=width,
+        )
+        mask_head = MASK_HEADS.build(
+            config.mask_head, query_dim=width, pixel_channels=pixel_decoder.out_channels
+        )
+        return {
+            "backbone": backbone,
+            "text_encoder": text_encoder,
+            "transformer": transformer,
+            "pixel_decoder": pixel_decoder,
+            "mask_head": mask_head,
+        }
+
+    def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
+        """``frames (B, T, 3, H, W)`` -> ``is_referred (Ly, B, T, N, 1)``, ``boxes (Ly, B, T,
+        N, 4)``, ``masks (Ly, B, T, N, H/4, W/4)`` and ``logits (B, T, 1, H, W)``."""
+        finest, *levels = self.backbone(frames)
+        decoded = self.transformer(levels, text)
+        queries = decoded["queries"]  # (Ly, B, T, N, D)
+        pixels = self.pixel_decoder(
+            [finest, *decoded["memory"][: len(levels)]], decoded["text"]
+        )  # (B, T, P, H/4, W/4)
+        return self._heads(queries, decoded["boxes"], decoded["references"], pixels, frames)
+
+    def _heads(
+        self,
+        queries: torch.Tensor,
+        boxes: torch.Tensor,
+        references: torch.Tensor,
+        pixels: torch.Tensor,
+        frames: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Class scores, masks (around each layer's refined box centres) and the referred
+        object's logits."""
+        is_referred = torch.stack([head(q) for head, q in zip(self.class_heads, queries)])
+        masks = self.mask_head(queries, pixels, reference_points=references[..., :2])
+        logits = select_referred(is_referred[-1], masks[-1], tuple(frames.shape[-2:]))
+        return {"is_referred": is_referred, "boxes": boxes, "masks": masks, "logits": logits}
+
+
+def _fit(left: str, provided: Any, right: str, expected: Any) -> None:
+    """Raise when a part's input width (an int or a list per level) differs from what its
+    neighbour gives."""
+    given = list(provided) if isinstance(provided, (list, tuple)) else int(provided)
+    wanted = list(expected) if isinstance(expected, (list, tuple)) else int(expected)
+    if given != wanted:
+        raise ValueError(
+            f"{left} gives {given} channels but {right} expects {wanted}; build {right} with "
+            f"{given} (the builder passes it when parts come from specs)"
+        )
