@@ -23,6 +23,7 @@ from rvoslib.models.transformer.long_short_attention import LongShortCrossAttent
 
 
 def _model(**changes) -> LoShModel:
+    changes.setdefault("flow_weight", 1.0)  # every addition on (the preset leaves flow off)
     torch.manual_seed(0)
     return RVOSModel.from_config(losh_tiny().replace(**changes))
 

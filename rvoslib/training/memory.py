@@ -44,8 +44,8 @@ def enable_activation_checkpointing(
 
     Example:
         >>> from rvoslib import create_model
-        >>> enable_activation_checkpointing(create_model("tiny"))  # tinycnn has no such block
-        0
+        >>> enable_activation_checkpointing(create_model("tiny"))  # its 2 BERT layers
+        2
     """
     count = 0
     for module in model.modules():
