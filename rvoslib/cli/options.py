@@ -96,6 +96,8 @@ def add_dataclass_options(
         )
         origin = typing.get_origin(base)
         if base is bool:
+            if item.name.startswith("no_"):  # argparse would read --no-x as False
+                raise ValueError(f"boolean field {item.name!r} must not start with 'no_'")
             kwargs["action"] = argparse.BooleanOptionalAction
         elif origin in (tuple,):
             kwargs.update(nargs=len(typing.get_args(base)), type=typing.get_args(base)[0])

@@ -60,6 +60,8 @@ class DataConfig:
             (``short_expression``, for LoSh).
         flow: Synthetic items carry their exact optical flow (``flow_forward``,
             ``flow_backward``), for flow-consistency losses.
+        zero_first_mask: Control experiment of the VOS task: the first-frame mask is all zeros
+            (synthetic data), so the model cannot know which object to track.
     """
 
     dataset: str = "synthetic"
@@ -79,6 +81,7 @@ class DataConfig:
     shuffle_text: bool = False
     long_expressions: bool = False
     flow: bool = False
+    zero_first_mask: bool = False
 
     def __post_init__(self) -> None:
         from rvoslib.training.config import check_ranges
@@ -88,6 +91,8 @@ class DataConfig:
         check_ranges(self, _RANGES)
         if not self.attributes:
             raise ValueError("attributes must name at least one of color, shape, motion, position")
+        if self.zero_first_mask and (self.task != "vos" or self.dataset != "synthetic"):
+            raise ValueError("zero_first_mask is a control of the synthetic VOS task (--task vos)")
         if (self.long_expressions or self.flow) and self.dataset != "synthetic":
             raise ValueError(
                 "long_expressions and flow are options of the synthetic dataset, got dataset "
@@ -152,7 +157,12 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
 
     kind = SyntheticVOSDataset if config.task == "vos" else SyntheticRVOSDataset
     video_bytes = 4 * config.num_frames * config.size**2  # RGB frames + labels
-    options = {"attributes": config.attributes, "long_expressions": config.long_expressions}
+    options: dict[str, Any] = {
+        "attributes": config.attributes,
+        "long_expressions": config.long_expressions,
+    }
+    if config.task == "vos":
+        options["first_mask"] = "zeros" if config.zero_first_mask else "target"
     train = kind(
         config.train_videos,
         config.num_frames,
