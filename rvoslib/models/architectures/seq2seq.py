@@ -37,6 +37,7 @@ from rvoslib._checks import check_tensor, format_shape, is_compiling
 from rvoslib.losses import bce_loss, dice_loss
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.heads.seq2seq_decoder import Seq2SeqDecoder, conv_bn_relu
 from rvoslib.models.registry import ARCHITECTURES, BACKBONES, TEMPORAL_MODULES, Registry
 
 __all__ = [
@@ -92,57 +93,6 @@ class Seq2SeqConfig(ArchitectureConfig):
     decoder_channels: list[int] = dataclasses.field(default_factory=lambda: [*_DECODER_CHANNELS])
     decoder_kernel_size: int = 5
     loss: dict[str, float] = dataclasses.field(default_factory=_default_loss)
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> list[nn.Module]:
-    return [
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
-
-
-class Seq2SeqDecoder(nn.Module):
-    """Blocks of [two conv + BN + ReLU, x2 bilinear upsampling], then a conv to 1 channel.
-
-    Args:
-        in_channels: Channels of the hidden states.
-        channels: Output channels of each block (one x2 upsampling per block).
-        kernel_size: Odd kernel size of every convolution.
-
-    Example:
-        >>> decoder = Seq2SeqDecoder(8, [8, 4], kernel_size=3)
-        >>> decoder(torch.randn(3, 8, 4, 5), output_size=(16, 20)).shape
-        torch.Size([3, 1, 16, 20])
-    """
-
-    def __init__(self, in_channels: int, channels: Sequence[int], kernel_size: int = 5) -> None:
-        super().__init__()
-        if not channels or any(int(c) < 1 for c in channels):
-            raise ValueError(f"decoder_channels must be positive widths, got {list(channels)}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"decoder_kernel_size must be a positive odd int, got {kernel_size}")
-        blocks = []
-        previous = in_channels
-        for width in channels:
-            blocks.append(
-                nn.Sequential(
-                    *_conv_bn_relu(previous, int(width), kernel_size),
-                    *_conv_bn_relu(int(width), int(width), kernel_size),
-                    nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                )
-            )
-            previous = int(width)
-        self.blocks = nn.Sequential(*blocks)
-        self.predictor = nn.Conv2d(previous, 1, kernel_size, padding=kernel_size // 2)
-
-    def forward(self, hidden: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
-        """``hidden (N, C, h, w)`` -> logits ``(N, 1, H, W)`` (bilinearly resized to
-        ``output_size`` where ``h * 2**blocks`` differs from it)."""
-        logits = self.predictor(self.blocks(hidden))
-        if tuple(logits.shape[-2:]) != tuple(output_size):
-            logits = F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
-        return logits
 
 
 def check_first_mask(
@@ -241,10 +191,10 @@ class Seq2SeqModel(RVOSModel):
         if getattr(initializer, "in_channels", 3) == 4:
             self.initializer_input: nn.Module = nn.Identity()
         else:  # seed 003's adapter in front of a 3-channel backbone
-            self.initializer_input = nn.Sequential(*_conv_bn_relu(4, 3, 3))
+            self.initializer_input = nn.Sequential(*conv_bn_relu(4, 3, 3))
         initial_channels = initializer.out_channels[-1]
-        self.initial_memory = nn.Sequential(*_conv_bn_relu(initial_channels, state_channels, 1))
-        self.initial_hidden = nn.Sequential(*_conv_bn_relu(initial_channels, state_channels, 1))
+        self.initial_memory = nn.Sequential(*conv_bn_relu(initial_channels, state_channels, 1))
+        self.initial_hidden = nn.Sequential(*conv_bn_relu(initial_channels, state_channels, 1))
         self.encoder_projection = nn.Conv2d(encoder.out_channels[-1], state_channels, 1)
         self.decoder = Seq2SeqDecoder(state_channels, decoder_channels, decoder_kernel_size)
         weights = {**_default_loss(), **(loss or {})}
