@@ -16,6 +16,7 @@ __all__ = [
     "all_reduce_mean",
     "average_buffers",
     "init_distributed",
+    "time_exhausted",
 ]
 
 
@@ -116,6 +117,20 @@ def average_buffers(model: torch.nn.Module, context: DistributedContext) -> None
     for buffer in model.buffers():
         if buffer.is_floating_point():
             buffer.copy_(all_reduce_mean(buffer, context))
+
+
+def time_exhausted(started: float, limit: float | None, context: DistributedContext) -> bool:
+    """Whether ``limit`` seconds have passed since ``started`` (``time.perf_counter``), agreed
+    by every rank (any rank over the limit stops all, at the same step)."""
+    import time
+
+    if limit is None:
+        return False
+    over = torch.tensor(float(time.perf_counter() - started > limit))
+    if context.is_distributed:
+        over = over.to(context.device)
+        dist.all_reduce(over, op=dist.ReduceOp.MAX)
+    return bool(over.item())
 
 
 class ShardSampler(Sampler[int]):

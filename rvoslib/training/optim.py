@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CosineRestarts", "build_optimizer", "build_scheduler"]
+__all__ = ["CosineRestarts", "build_optimizer", "build_scheduler", "from_config"]
 
 
 def build_optimizer(
@@ -145,3 +145,29 @@ def build_scheduler(
         return cosine
     warmup = LambdaLR(optimizer, _LinearWarmup(warmup_steps))
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+def from_config(
+    model: nn.Module, config: Any, steps_per_epoch: int, device: torch.device
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and schedule a :class:`~rvoslib.training.TrainerConfig` describes (the
+    fused AdamW on CUDA with ``fast`` or ``compile``)."""
+    from rvoslib.training import fast
+
+    optimizer = build_optimizer(
+        model,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        betas=config.betas,
+        multipliers={"backbone": config.backbone_lr_mult, "text": config.text_lr_mult},
+        fused=(config.fast or config.compile) and fast.use_fused_optimizer(device),
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        steps_per_epoch=steps_per_epoch,
+        t_0=config.t_0,
+        t_mult=config.t_mult,
+        eta_min=config.eta_min,
+        warmup_steps=config.warmup_steps,
+    )
+    return optimizer, scheduler

@@ -20,9 +20,11 @@ __all__ = [
     "RunningSums",
     "TrainingStep",
     "amp_dtype",
+    "autocast",
     "default_collator",
     "finite_or_none",
     "make_loader",
+    "progress_bar",
     "reseed",
     "seed_worker",
     "steps_per_epoch",
@@ -224,3 +226,19 @@ def make_loader(
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),
     )
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context for ``None``."""
+    import contextlib
+
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def progress_bar(iterable: Any, description: str, enabled: bool) -> Any:
+    """A tqdm bar over ``iterable`` when ``enabled``, else the iterable itself."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)

@@ -28,7 +28,12 @@ from rvoslib.models.base import WEIGHTS_FILE, RVOSModel
 from rvoslib.training import checkpoint, fast, optim
 from rvoslib.training.callbacks import Callback, tensorboard_callback
 from rvoslib.training.config import TrainerConfig
-from rvoslib.training.distributed import DistributedContext, average_buffers, init_distributed
+from rvoslib.training.distributed import (
+    DistributedContext,
+    average_buffers,
+    init_distributed,
+    time_exhausted,
+)
 from rvoslib.training.memory import enable_activation_checkpointing
 from rvoslib.training.step import (
     BufferGuard,
@@ -36,9 +41,11 @@ from rvoslib.training.step import (
     RunningSums,
     TrainingStep,
     amp_dtype,
+    autocast,
     default_collator,
     finite_or_none,
     make_loader,
+    progress_bar,
     reseed,
     steps_per_epoch,
     tensor_entries,
@@ -114,22 +121,9 @@ class Trainer:
             fast.prepare_fast_path(self.model, self.device)
         if config.activation_checkpointing:
             enable_activation_checkpointing(self.model)
-        self.optimizer = optim.build_optimizer(
-            self.model,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            betas=config.betas,
-            multipliers={"backbone": config.backbone_lr_mult, "text": config.text_lr_mult},
-            fused=(config.fast or config.compile) and fast.use_fused_optimizer(self.device),
-        )
         self.steps_per_epoch = steps_per_epoch(len(train_dataset), config, self.context)
-        self.scheduler = optim.build_scheduler(
-            self.optimizer,
-            steps_per_epoch=self.steps_per_epoch,
-            t_0=config.t_0,
-            t_mult=config.t_mult,
-            eta_min=config.eta_min,
-            warmup_steps=config.warmup_steps,
+        self.optimizer, self.scheduler = optim.from_config(
+            self.model, config, self.steps_per_epoch, self.device
         )
         self.epoch, self.step = 0, 0
         self.best_metric, self.best_epoch = -math.inf, -1
@@ -331,16 +325,10 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _progress(self, iterable: Iterable, description: str) -> Iterable:
-        if not (self.config.progress and self.context.is_main):
-            return iterable
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)
+        return progress_bar(iterable, description, self.config.progress and self.context.is_main)
 
     def _callbacks(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -360,11 +348,5 @@ class Trainer:
         return self.config.max_steps is not None and self.step >= self.config.max_steps
 
     def _time_exhausted(self) -> bool:
-        started, limit = getattr(self, "_fit_started", None), self.config.max_time
-        if limit is None or started is None:
-            return False
-        over = torch.tensor(float(time.perf_counter() - started > limit))
-        if self.context.is_distributed:  # every rank must stop at the same step
-            over = over.to(self.device)
-            torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
-        return bool(over.item())
+        started = getattr(self, "_fit_started", None)
+        return started is not None and time_exhausted(started, self.config.max_time, self.context)
