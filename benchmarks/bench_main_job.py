@@ -3,7 +3,8 @@
 Method: for each preset, ``rvos train --config RECIPE --preset P --out OUT/P`` (one process at a
 time, wall time measured around it), then ``rvos eval --checkpoint OUT/P/best --data synthetic
 --by-kind`` on the recipe's held-out videos (same seed, count, frames and attributes as the
-run's validation). ``--control`` adds a ``--shuffle-text`` run per preset. The table is printed
+run's validation; ``--eval-videos`` takes more of the same seed's videos, so that rare kinds
+such as motion alone have enough samples). ``--control`` adds a ``--shuffle-text`` run per preset. The table is printed
 in Markdown and written to ``OUT/main_job.json``.
 
 Example::
@@ -53,7 +54,7 @@ def run_preset(preset: str, args: argparse.Namespace, control: bool) -> dict:
     data = yaml.safe_load((out / "recipe.yaml").read_text())["data"]
     evaluation = _rvos(
         "eval", "--checkpoint", str(out / "best"), "--data", "synthetic", "--by-kind",
-        "--videos", str(data["val_videos"]), "--frames", str(data["val_frames"]),
+        "--videos", str(args.eval_videos or data["val_videos"]), "--frames", str(data["val_frames"]),
         "--size", str(data["size"]), "--seed", str(args.seed + 100_003),
         "--attributes", *data["attributes"],
     )  # fmt: skip
@@ -97,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="quickstart", help="the recipe (default: quickstart)")
     parser.add_argument("--control", action="store_true", help="also run --shuffle-text")
     parser.add_argument("--seed", type=int, default=0, help="the recipe's seed")
+    parser.add_argument(
+        "--eval-videos",
+        type=int,
+        default=None,
+        help="held-out videos of the per-kind evaluation (default: the recipe's val_videos); "
+        "the first val_videos of them are the run's own validation videos",
+    )
     parser.add_argument("--out", default="runs/main_job")
     parser.add_argument("train_args", nargs="*", help="more rvos train options (after --)")
     args = parser.parse_args(argv)
