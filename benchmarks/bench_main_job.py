@@ -4,8 +4,8 @@ Method: for each preset, ``rvos train --config RECIPE --preset P --out OUT/P`` (
 time, wall time measured around it), then ``rvos eval --checkpoint OUT/P/best --data synthetic
 --by-kind`` on the recipe's held-out videos (same seed, count, frames and attributes as the
 run's validation; ``--eval-videos`` takes more of the same seed's videos, so that rare kinds
-such as motion alone have enough samples). ``--control`` adds a ``--shuffle-text`` run per preset. The table is printed
-in Markdown and written to ``OUT/main_job.json``.
+such as motion alone have enough samples). ``--control`` adds a ``--shuffle-text`` run per
+preset. The table is printed in Markdown and written to ``OUT/main_job.json``.
 
 Example::
 
@@ -54,7 +54,8 @@ def run_preset(preset: str, args: argparse.Namespace, control: bool) -> dict:
     data = yaml.safe_load((out / "recipe.yaml").read_text())["data"]
     evaluation = _rvos(
         "eval", "--checkpoint", str(out / "best"), "--data", "synthetic", "--by-kind",
-        "--videos", str(args.eval_videos or data["val_videos"]), "--frames", str(data["val_frames"]),
+        "--videos", str(args.eval_videos or data["val_videos"]),
+        "--frames", str(data["val_frames"]),
         "--size", str(data["size"]), "--seed", str(args.seed + 100_003),
         "--attributes", *data["attributes"],
     )  # fmt: skip
