@@ -7,7 +7,7 @@ kind from ``rvos eval --by-kind`` on the run's held-out videos with long express
 
 Example::
 
-    python benchmarks/bench_losh_ablation.py --out runs/losh_ablation
+    python benchmarks/bench_losh_ablation.py --out runs/losh_ablation -- --max-time 300
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="runs/losh_ablation")
+    parser.add_argument(
+        "train_args", nargs="*", help="more rvos train options for every variant (after --)"
+    )
     args = parser.parse_args(argv)
     rows = []
     for name in args.variants:
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         train = _rvos(
             "train", "--config", "losh_synthetic", "--overrides", json.dumps(overrides),
-            "--out", str(out), "--overwrite", "--no-progress", "--overlays", "0",
+            "--out", str(out), "--overwrite", "--no-progress", "--overlays", "0", *args.train_args,
         )  # fmt: skip
         wall = time.perf_counter() - started
         if train.returncode not in (0, 3):

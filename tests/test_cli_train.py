@@ -144,7 +144,7 @@ def test_synthetic_training_videos_are_cached_while_small() -> None:
 
     train, val = build_datasets(load_recipe("quickstart").data)
     assert train.cache and not val.cache  # 4096 videos x 4 frames x 64 x 64: 268 MB
-    assert train.attributes == val.attributes == ("color", "shape", "position")
+    assert train.attributes == val.attributes == ("color", "shape", "motion", "position")
     motion, _ = build_datasets(DataConfig(attributes=["color", "motion"], train_videos=8))
     assert motion.attributes == ("color", "motion")
     huge, _ = build_datasets(DataConfig(train_videos=100000, size=256))

@@ -16,6 +16,8 @@ from rvoslib.models.architectures import (
     Seq2SeqModel,
     SOCConfig,
     SOCModel,
+    VideoFusionConfig,
+    VideoFusionModel,
 )
 from rvoslib.models.backbones import (
     TinyConvNet,
@@ -128,6 +130,8 @@ __all__ = [
     "TextFeatures",
     "TinyConvNet",
     "VGGBackbone",
+    "VideoFusionConfig",
+    "VideoFusionModel",
     "VideoSwinBackbone",
     "VisualBackbone",
     "convert_legacy_config",

@@ -7,6 +7,7 @@ from typing import Any
 
 from rvoslib.models.architectures.fusion import FusionConfig
 from rvoslib.models.architectures.seq2seq import Seq2SeqConfig
+from rvoslib.models.architectures.video_fusion import VideoFusionConfig
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.config import ArchitectureConfig
 from rvoslib.models.presets_query_deformable import (
@@ -74,6 +75,12 @@ def _tiny() -> FusionConfig:
     )
 
 
+def _tiny_video() -> VideoFusionConfig:
+    return VideoFusionConfig(**{f: getattr(_tiny(), f) for f in ("backbone", "text_encoder",
+                                                                 "fusion", "head", "loss")},
+                             temporal={"name": "conv3d", "expansion": 1})  # fmt: skip
+
+
 def _seed(backbone: str) -> Callable[[], FusionConfig]:
     def build() -> FusionConfig:
         return FusionConfig(
@@ -128,6 +135,7 @@ def _s2s_tiny() -> Seq2SeqConfig:
 
 _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "tiny": _tiny,
+    "tiny-video": _tiny_video,
     "seed-r18": _seed("resnet18"),
     "seed-r50": _seed("resnet50"),
     "rvos-r50": _rvos_r50,
@@ -146,6 +154,8 @@ _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
 PRESET_DESCRIPTIONS = {
     "tiny": "tinycnn + 2-layer BERT with a built-in tokenizer; token fusion, FPN head. "
     "Fast on CPU, needs no downloaded file.",
+    "tiny-video": "tiny with the temporal module before the fusion (motion-aware visual "
+    "tokens meet the expression).",
     "seed-r18": "Reference design: ResNet-18 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "seed-r50": "Reference design: ResNet-50 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head with FiLM.",

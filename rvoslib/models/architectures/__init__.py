@@ -17,6 +17,7 @@ from rvoslib.models.architectures.seq2seq import (
     check_first_mask,
 )
 from rvoslib.models.architectures.soc import SOCConfig, SOCModel
+from rvoslib.models.architectures.video_fusion import VideoFusionConfig, VideoFusionModel
 
 __all__ = [
     "FusionConfig",
@@ -33,6 +34,8 @@ __all__ = [
     "Seq2SeqConfig",
     "Seq2SeqDecoder",
     "Seq2SeqModel",
+    "VideoFusionConfig",
+    "VideoFusionModel",
     "check_first_mask",
     "pair_text",
     "query_targets",

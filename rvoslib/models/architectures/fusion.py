@@ -121,16 +121,23 @@ class FusionModel(RVOSModel):
             from rvoslib.models.temporal.identity import NoTemporalMixing
 
             temporal = NoTemporalMixing(fusion.out_channels)
-        _check_fit("backbone", backbone.out_channels[-1], "fusion", fusion.visual_channels)
-        _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
-        _check_fit("fusion", fusion.out_channels, "temporal", getattr(temporal, "channels", None))
-        _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
+        self._check_parts(backbone, text_encoder, fusion, temporal, head)
         self.backbone = backbone
         self.text_encoder = text_encoder
         self.fusion = fusion
         self.temporal = temporal
         self.head = head
         self.criterion = RVOSLoss(**loss)
+
+    @staticmethod
+    def _check_parts(
+        backbone: nn.Module, text_encoder: nn.Module, fusion: nn.Module, temporal: nn.Module,
+        head: nn.Module,
+    ) -> None:  # fmt: skip
+        _check_fit("backbone", backbone.out_channels[-1], "fusion", fusion.visual_channels)
+        _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
+        _check_fit("fusion", fusion.out_channels, "temporal", getattr(temporal, "channels", None))
+        _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
 
     @classmethod
     def build(cls, config: FusionConfig, *, pretrained: bool = False) -> FusionModel:

@@ -1,0 +1,111 @@
+"""Motion before language: backbone -> temporal module -> fusion with the expression -> head.
+
+The seed design (:class:`~rvoslib.models.architectures.fusion.FusionModel`) fuses every frame
+with the expression on its own and mixes frames afterwards, so the cross-attention that matches
+words to places sees no motion: "the square moving left" can only be resolved by the temporal
+module after the words have been reduced to per-pixel features. Here the temporal module runs on
+the coarsest visual level first, so the visual tokens that the expression attends to already
+describe how each place changes over the clip (as in video backbones such as Video-Swin, which
+the query-based designs use for the same reason).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rvoslib.models.architectures.fusion import FusionConfig, FusionModel, _check_fit
+from rvoslib.models.registry import (
+    ARCHITECTURES,
+    BACKBONES,
+    FUSIONS,
+    HEADS,
+    TEMPORAL_MODULES,
+    TEXT_ENCODERS,
+)
+from rvoslib.models.text import TextFeatures
+
+__all__ = ["VideoFusionConfig", "VideoFusionModel"]
+
+
+@dataclasses.dataclass
+class VideoFusionConfig(FusionConfig):
+    """Config of :class:`VideoFusionModel`: the fields of :class:`FusionConfig`; the temporal
+    module receives the backbone's last ``out_channels`` as ``channels``."""
+
+    architecture: ClassVar[str] = "video_fusion"
+    temporal: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "conv3d"})
+
+
+@ARCHITECTURES.register("video_fusion")
+class VideoFusionModel(FusionModel):
+    """Backbone -> temporal module -> fusion -> head, built from injected parts.
+
+    Args:
+        backbone: Multi-scale visual features ``[(B, T, C_i, h_i, w_i)]``, coarsest last.
+        text_encoder: Expression encoder (:class:`~rvoslib.models.TextEncoder`).
+        fusion: Fuses the temporally mixed coarsest level with the text.
+        temporal: Mixes frames of the coarsest level, ``(B, T, C_last, h, w)`` in and out.
+        head: Predicts ``(B, T, 1, H, W)`` logits from the fused map and the finer levels.
+        loss: Keyword arguments of :class:`~rvoslib.losses.RVOSLoss`.
+
+    Raises:
+        ValueError: neighbouring parts' channels do not match (names both parts).
+
+    Example:
+        >>> from rvoslib import create_model
+        >>> model = create_model("tiny-video")
+        >>> type(model).__name__, model.config.architecture
+        ('VideoFusionModel', 'video_fusion')
+    """
+
+    config_class = VideoFusionConfig
+
+    @staticmethod
+    def _check_parts(
+        backbone: nn.Module, text_encoder: nn.Module, fusion: nn.Module, temporal: nn.Module,
+        head: nn.Module,
+    ) -> None:  # fmt: skip
+        last = backbone.out_channels[-1]
+        _check_fit("backbone", last, "temporal", getattr(temporal, "channels", None))
+        _check_fit("temporal", last, "fusion", fusion.visual_channels)
+        _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
+        _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
+
+    @classmethod
+    def build(cls, config: FusionConfig, *, pretrained: bool = False) -> VideoFusionModel:
+        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
+        backbone = BACKBONES.build(config.backbone, pretrained=pretrained)
+        text_encoder = TEXT_ENCODERS.build(config.text_encoder, pretrained=pretrained)
+        temporal = TEMPORAL_MODULES.build(config.temporal, channels=backbone.out_channels[-1])
+        fusion = FUSIONS.build(
+            config.fusion, visual_channels=backbone.out_channels[-1], text_dim=text_encoder.out_dim
+        )
+        head = HEADS.build(
+            config.head,
+            in_channels=fusion.out_channels,
+            skip_channels=list(backbone.out_channels[-2::-1]),
+            skip_strides=list(backbone.strides[-2::-1]),
+            text_dim=text_encoder.out_dim,
+        )
+        return cls(
+            backbone=backbone,
+            text_encoder=text_encoder,
+            fusion=fusion,
+            temporal=temporal,
+            head=head,
+            loss=config.loss,
+        )
+
+    def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
+        """``frames (B, T, 3, H, W)`` -> ``{"logits": (B, T, 1, H, W)}``."""
+        *finer, coarsest = self.backbone(frames)  # [(B, T, C_i, h_i, w_i)], fine to coarse
+        moving = self.temporal(coarsest)  # (B, T, C_last, h, w): each place's change over time
+        fused = self.fusion(moving, text)  # (B, T, C, h, w)
+        logits = self.head(
+            fused, skips=finer[::-1], text=text, output_size=tuple(frames.shape[-2:])
+        )
+        return {"logits": logits}
