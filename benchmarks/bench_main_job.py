@@ -5,7 +5,8 @@ time, wall time measured around it), then ``rvos eval --checkpoint OUT/P/best --
 --by-kind`` on the recipe's held-out videos (same seed, count, frames and attributes as the
 run's validation; ``--eval-videos`` takes more of the same seed's videos, so that rare kinds
 such as motion alone have enough samples). ``--control`` adds a ``--shuffle-text`` run per
-preset. The table is printed in Markdown and written to ``OUT/main_job.json``.
+preset (``--control-only``: only that). The table is printed in Markdown and written to
+``OUT/main_job.json``.
 
 Example::
 
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["tiny"])
     parser.add_argument("--config", default="quickstart", help="the recipe (default: quickstart)")
     parser.add_argument("--control", action="store_true", help="also run --shuffle-text")
+    parser.add_argument(
+        "--control-only", action="store_true", help="run only the --shuffle-text control"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the recipe's seed")
     parser.add_argument(
         "--eval-videos",
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for preset in args.presets:
-        for control in (False, True) if args.control else (False,):
+        runs = (True,) if args.control_only else (False, True) if args.control else (False,)
+        for control in runs:
             rows.append(run_preset(preset, args, control))
             print(json.dumps(rows[-1]), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)

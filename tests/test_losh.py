@@ -300,3 +300,26 @@ def test_losh_config_errors() -> None:
     with pytest.raises(TypeError, match="cross_attention must be a dict"):
         _model(cross_attention=3)
     assert LoShConfig().cross_attention == {"num_heads": 8, "dropout": 0.0}
+
+
+def test_losh_synthetic_recipe_trains_and_validates_with_the_flow_term(tmp_path) -> None:
+    """Training and validation batches both carry the exact flow when the recipe asks for it."""
+    import json
+
+    from rvoslib.cli import main
+    from rvoslib.data import DataConfig, build_datasets
+
+    train, val = build_datasets(DataConfig(flow=True, long_expressions=True, train_videos=2,
+                                           val_videos=1, num_frames=3, val_frames=4, size=32))  # fmt: skip
+    assert train[0]["flow_forward"].shape == (2, 2, 32, 32)
+    assert val[0]["flow_backward"].shape == (3, 2, 32, 32)
+    out = tmp_path / "run"
+    code = main([
+        "train", "--config", "losh_synthetic", "--overrides", '{"flow_weight": 1.0}',
+        "--train-videos", "4", "--val-videos", "1", "--num-frames", "2", "--val-frames", "3",
+        "--size", "32", "--batch-size", "2", "--epochs", "1", "--out", str(out),
+        "--no-progress", "--overlays", "0", "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["train_flow"] > 0 and "val_loss" in history[-1]

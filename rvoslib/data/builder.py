@@ -160,6 +160,7 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     options: dict[str, Any] = {
         "attributes": config.attributes,
         "long_expressions": config.long_expressions,
+        "with_flow": config.flow,  # validation too: its loss includes the flow term
     }
     if config.task == "vos":
         options["first_mask"] = "zeros" if config.zero_first_mask else "target"
@@ -169,7 +170,6 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
         config.size,
         seed=seed,
         cache=config.train_videos * video_bytes <= SYNTHETIC_CACHE_BYTES,
-        with_flow=config.flow,
         **options,
     )
     val = kind(config.val_videos, config.val_frames, config.size, seed=seed + 100_003, **options)
