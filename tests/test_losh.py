@@ -309,8 +309,9 @@ def test_losh_synthetic_recipe_trains_and_validates_with_the_flow_term(tmp_path)
     from rvoslib.cli import main
     from rvoslib.data import DataConfig, build_datasets
 
-    train, val = build_datasets(DataConfig(flow=True, long_expressions=True, train_videos=2,
-                                           val_videos=1, num_frames=3, val_frames=4, size=32))  # fmt: skip
+    data = DataConfig(flow=True, long_expressions=True, train_videos=2, val_videos=1,
+                      num_frames=3, val_frames=4, size=32)  # fmt: skip
+    train, val = build_datasets(data)
     assert train[0]["flow_forward"].shape == (2, 2, 32, 32)
     assert val[0]["flow_backward"].shape == (3, 2, 32, 32)
     out = tmp_path / "run"
