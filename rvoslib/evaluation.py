@@ -55,7 +55,8 @@ class EvaluationResult:
             summary values (means over sequences).
         per_sequence: One row per (video, expression).
         loss: Mean of the summed training loss terms over items (``None`` when the videos were
-            predicted in chunks: the losses need whole-video outputs).
+            predicted in chunks, the losses needing whole-video outputs, or when
+            ``compute_loss`` was ``False``).
         evaluator: The evaluator, for CSV tables.
     """
 
@@ -87,6 +88,7 @@ def evaluate(
     context: DistributedContext | None = None,
     on_prediction: Callable[[Prediction], None] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    compute_loss: bool = True,
 ) -> EvaluationResult:
     """Predict and score every item of ``dataset`` (one video and expression per item).
 
@@ -104,6 +106,9 @@ def evaluate(
         context: Distributed context: items are sharded over ranks and the results gathered.
         on_prediction: Called with every :class:`Prediction` (on the rank that made it).
         progress: Wraps the item iterable (e.g. a tqdm bar).
+        compute_loss: Also compute the training loss of whole videos (``model.losses``; its
+            terms may need training-only batch keys such as LoSh's optical flow). ``False``:
+            scores only, and ``loss`` is ``None``.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -135,8 +140,9 @@ def evaluate(
             if clip_len is None:
                 outputs = model.forward_batch(batch)
                 logits = model.referred_logits(outputs).float()
-                loss_total[0] += sum(model.losses(outputs, batch).values()).float()
-                loss_total[1] += 1
+                if compute_loss:
+                    loss_total[0] += sum(model.losses(outputs, batch).values()).float()
+                    loss_total[1] += 1
             else:
                 logits = model.predict(batch, clip_len)
         prediction = _at_original_size(logits.float().sigmoid()[0, :, 0], batch, threshold)

@@ -211,6 +211,7 @@ def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> An
         threshold=args.threshold,
         protocol="all" if protocol == "refer-davis" else protocol,
         on_prediction=on_prediction,
+        compute_loss=False,  # scores only: a loss may need training-only keys (LoSh's flow)
     )
 
 
@@ -338,6 +339,7 @@ def _ytvos(args: argparse.Namespace) -> int:
         clip_len=args.clip_len,
         threshold=args.threshold,
         on_prediction=write,
+        compute_loss=False,
     )
     archive = zip_submission(out)
     summary = {"data": "ytvos", "split": split, "submission": str(archive), **result.summary}
