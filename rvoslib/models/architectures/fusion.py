@@ -139,6 +139,11 @@ class FusionModel(RVOSModel):
         _check_fit("fusion", fusion.out_channels, "temporal", getattr(temporal, "channels", None))
         _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
 
+    @staticmethod
+    def _temporal_channels(backbone: nn.Module, fusion: nn.Module) -> int:
+        """Channels of the map the temporal module mixes: the fused map's."""
+        return fusion.out_channels
+
     @classmethod
     def build(cls, config: FusionConfig, *, pretrained: bool = False) -> FusionModel:
         """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
@@ -149,7 +154,9 @@ class FusionModel(RVOSModel):
             visual_channels=backbone.out_channels[-1],
             text_dim=text_encoder.out_dim,
         )
-        temporal = TEMPORAL_MODULES.build(config.temporal, channels=fusion.out_channels)
+        temporal = TEMPORAL_MODULES.build(
+            config.temporal, channels=cls._temporal_channels(backbone, fusion)
+        )
         head = HEADS.build(
             config.head,
             in_channels=fusion.out_channels,

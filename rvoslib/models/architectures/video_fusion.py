@@ -18,14 +18,7 @@ import torch
 from torch import nn
 
 from rvoslib.models.architectures.fusion import FusionConfig, FusionModel, _check_fit
-from rvoslib.models.registry import (
-    ARCHITECTURES,
-    BACKBONES,
-    FUSIONS,
-    HEADS,
-    TEMPORAL_MODULES,
-    TEXT_ENCODERS,
-)
+from rvoslib.models.registry import ARCHITECTURES
 from rvoslib.models.text import TextFeatures
 
 __all__ = ["VideoFusionConfig", "VideoFusionModel"]
@@ -75,30 +68,10 @@ class VideoFusionModel(FusionModel):
         _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
         _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
 
-    @classmethod
-    def build(cls, config: FusionConfig, *, pretrained: bool = False) -> VideoFusionModel:
-        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
-        backbone = BACKBONES.build(config.backbone, pretrained=pretrained)
-        text_encoder = TEXT_ENCODERS.build(config.text_encoder, pretrained=pretrained)
-        temporal = TEMPORAL_MODULES.build(config.temporal, channels=backbone.out_channels[-1])
-        fusion = FUSIONS.build(
-            config.fusion, visual_channels=backbone.out_channels[-1], text_dim=text_encoder.out_dim
-        )
-        head = HEADS.build(
-            config.head,
-            in_channels=fusion.out_channels,
-            skip_channels=list(backbone.out_channels[-2::-1]),
-            skip_strides=list(backbone.strides[-2::-1]),
-            text_dim=text_encoder.out_dim,
-        )
-        return cls(
-            backbone=backbone,
-            text_encoder=text_encoder,
-            fusion=fusion,
-            temporal=temporal,
-            head=head,
-            loss=config.loss,
-        )
+    @staticmethod
+    def _temporal_channels(backbone: nn.Module, fusion: nn.Module) -> int:
+        """Channels of the map the temporal module mixes: the backbone's coarsest level's."""
+        return backbone.out_channels[-1]
 
     def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
         """``frames (B, T, 3, H, W)`` -> ``{"logits": (B, T, 1, H, W)}``."""
