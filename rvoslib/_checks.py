@@ -9,10 +9,11 @@ value, instead of a stack trace from deep inside torch. The checks are skipped w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["check_tensor", "format_shape", "is_compiling"]
+__all__ = ["check_fit", "check_tensor", "format_shape", "is_compiling"]
 
 
 def is_compiling() -> bool:
@@ -68,3 +69,24 @@ def check_tensor(
     if floating is False and value.is_floating_point():
         raise TypeError(f"{name} must have an integer or bool dtype, got {value.dtype}")
     return value
+
+
+def check_fit(left: str, provided: Any, right: str, expected: Any) -> None:
+    """Raise when part ``right``'s input width differs from what part ``left`` gives.
+
+    Widths are an int or a list per level; ``expected=None`` (a part that declares no
+    width) is not checked.
+
+    Raises:
+        ValueError: naming both parts and both widths, e.g. ``backbone gives 64 channels but
+            fusion expects 10; build fusion with 64 (...)``.
+    """
+    if expected is None:
+        return
+    given = [int(v) for v in provided] if isinstance(provided, (list, tuple)) else int(provided)
+    wanted = [int(v) for v in expected] if isinstance(expected, (list, tuple)) else int(expected)
+    if given != wanted:
+        raise ValueError(
+            f"{left} gives {given} channels but {right} expects {wanted}; build {right} with "
+            f"{given} (the builder passes it when parts come from specs)"
+        )

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from rvoslib._checks import check_fit
 from rvoslib.losses import RVOSLoss
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.config import ArchitectureConfig
@@ -134,10 +135,10 @@ class FusionModel(RVOSModel):
         backbone: nn.Module, text_encoder: nn.Module, fusion: nn.Module, temporal: nn.Module,
         head: nn.Module,
     ) -> None:  # fmt: skip
-        _check_fit("backbone", backbone.out_channels[-1], "fusion", fusion.visual_channels)
-        _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
-        _check_fit("fusion", fusion.out_channels, "temporal", getattr(temporal, "channels", None))
-        _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
+        check_fit("backbone", backbone.out_channels[-1], "fusion", fusion.visual_channels)
+        check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
+        check_fit("fusion", fusion.out_channels, "temporal", getattr(temporal, "channels", None))
+        check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
 
     @staticmethod
     def _temporal_channels(backbone: nn.Module, fusion: nn.Module) -> int:
@@ -201,11 +202,3 @@ class FusionModel(RVOSModel):
             "dice": criterion.dice_weight * terms.dice,
             "focal": criterion.focal_weight * terms.focal,
         }
-
-
-def _check_fit(left: str, provided: int, right: str, expected: int | None) -> None:
-    if expected is not None and int(provided) != int(expected):
-        raise ValueError(
-            f"{left} gives {provided} channels but {right} expects {expected}; build {right} "
-            f"with {provided} (the builder passes it when parts come from specs)"
-        )

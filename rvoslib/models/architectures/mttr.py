@@ -28,6 +28,7 @@ from torch import nn
 import rvoslib.models.heads.mask_heads  # registers the default parts: "kernel",
 import rvoslib.models.heads.pixel_decoders  # "fpn_text"
 import rvoslib.models.transformer.mttr  # noqa: F401  and "mttr"
+from rvoslib._checks import check_fit
 from rvoslib.losses.matching import HungarianMatcher
 from rvoslib.losses.set_criterion import SetCriterion
 from rvoslib.models.architectures.query import QueryRVOSModel, query_targets, select_referred
@@ -180,18 +181,18 @@ class MTTRModel(QueryRVOSModel):
                 f"{transformer_levels}"
             )
         d_model = int(transformer.d_model)
-        _check_fit(
+        check_fit(
             "backbone", list(backbone.out_channels[-transformer_levels:]),
             "transformer", list(getattr(transformer, "visual_channels", [])) or None,
         )  # fmt: skip
-        _check_fit("text_encoder", text_encoder.out_dim, "transformer",
+        check_fit("text_encoder", text_encoder.out_dim, "transformer",
                    getattr(transformer, "text_dim", None))  # fmt: skip
         decoder_inputs = [*backbone.out_channels[:-transformer_levels]]
         decoder_inputs += [d_model] * transformer_levels
-        _check_fit("backbone + transformer memory", decoder_inputs, "pixel_decoder",
+        check_fit("backbone + transformer memory", decoder_inputs, "pixel_decoder",
                    getattr(pixel_decoder, "in_channels", None))  # fmt: skip
-        _check_fit("transformer", d_model, "mask_head", getattr(mask_head, "query_dim", None))
-        _check_fit("pixel_decoder", pixel_decoder.out_channels, "mask_head",
+        check_fit("transformer", d_model, "mask_head", getattr(mask_head, "query_dim", None))
+        check_fit("pixel_decoder", pixel_decoder.out_channels, "mask_head",
                    getattr(mask_head, "pixel_channels", None))  # fmt: skip
         self.backbone = backbone
         self.text_encoder = text_encoder
@@ -305,17 +306,3 @@ class MTTRModel(QueryRVOSModel):
             ValueError: a clip has more target objects than the model has queries.
         """
         return self.criterion(self.supervised(outputs), query_targets(batch))
-
-
-def _check_fit(left: str, provided: Any, right: str, expected: Any) -> None:
-    if expected is None:
-        return
-    if isinstance(provided, (list, tuple)):
-        same = [int(v) for v in provided] == [int(v) for v in expected]
-    else:
-        same = int(provided) == int(expected)
-    if not same:
-        raise ValueError(
-            f"{left} gives {provided} channels but {right} expects {expected}; build {right} "
-            f"with {provided} (the builder passes it when parts come from specs)"
-        )

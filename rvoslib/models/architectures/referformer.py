@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from rvoslib._checks import check_fit
 from rvoslib.losses.matching import HungarianMatcher
 from rvoslib.losses.set_criterion import SetCriterion
 from rvoslib.models.architectures.query import QueryRVOSModel, select_referred
@@ -147,12 +148,16 @@ class ReferFormerModel(QueryRVOSModel):
                 f"the backbone must give >= 2 levels (the finest for the pixel decoder, the "
                 f"others for the transformer), got out_channels={channels}"
             )
-        _fit("backbone levels 1..", channels[1:], "transformer", transformer.visual_channels)
-        _fit("text_encoder", text_encoder.out_dim, "transformer", transformer.text_dim)
+        check_fit("backbone levels 1..", channels[1:], "transformer", transformer.visual_channels)
+        check_fit("text_encoder", text_encoder.out_dim, "transformer", transformer.text_dim)
         decoder_inputs = [channels[0]] + [transformer.d_model] * (len(channels) - 1)
-        _fit("backbone + transformer", decoder_inputs, "pixel_decoder", pixel_decoder.in_channels)
-        _fit("transformer", transformer.d_model, "mask_head", mask_head.query_dim)
-        _fit("pixel_decoder", pixel_decoder.out_channels, "mask_head", mask_head.pixel_channels)
+        check_fit(
+            "backbone + transformer", decoder_inputs, "pixel_decoder", pixel_decoder.in_channels
+        )
+        check_fit("transformer", transformer.d_model, "mask_head", mask_head.query_dim)
+        check_fit(
+            "pixel_decoder", pixel_decoder.out_channels, "mask_head", mask_head.pixel_channels
+        )
         self.backbone, self.text_encoder = backbone, text_encoder
         self.transformer, self.pixel_decoder, self.mask_head = transformer, pixel_decoder, mask_head
         self.class_heads = nn.ModuleList(
@@ -220,15 +225,3 @@ class ReferFormerModel(QueryRVOSModel):
         masks = self.mask_head(queries, pixels, reference_points=references[..., :2])
         logits = select_referred(is_referred[-1], masks[-1], tuple(frames.shape[-2:]))
         return {"is_referred": is_referred, "boxes": boxes, "masks": masks, "logits": logits}
-
-
-def _fit(left: str, provided: Any, right: str, expected: Any) -> None:
-    """Raise when a part's input width (an int or a list per level) differs from what its
-    neighbour gives."""
-    given = list(provided) if isinstance(provided, (list, tuple)) else int(provided)
-    wanted = list(expected) if isinstance(expected, (list, tuple)) else int(expected)
-    if given != wanted:
-        raise ValueError(
-            f"{left} gives {given} channels but {right} expects {wanted}; build {right} with "
-            f"{given} (the builder passes it when parts come from specs)"
-        )

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from rvoslib.models.architectures.fusion import FusionConfig, FusionModel, _check_fit
+from rvoslib._checks import check_fit
+from rvoslib.models.architectures.fusion import FusionConfig, FusionModel
 from rvoslib.models.registry import ARCHITECTURES
 from rvoslib.models.text import TextFeatures
 
@@ -63,10 +64,10 @@ class VideoFusionModel(FusionModel):
         head: nn.Module,
     ) -> None:  # fmt: skip
         last = backbone.out_channels[-1]
-        _check_fit("backbone", last, "temporal", getattr(temporal, "channels", None))
-        _check_fit("temporal", last, "fusion", fusion.visual_channels)
-        _check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
-        _check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
+        check_fit("backbone", last, "temporal", getattr(temporal, "channels", None))
+        check_fit("temporal", last, "fusion", fusion.visual_channels)
+        check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
+        check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
 
     @staticmethod
     def _temporal_channels(backbone: nn.Module, fusion: nn.Module) -> int:
