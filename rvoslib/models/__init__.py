@@ -8,6 +8,8 @@ from rvoslib.models.architectures import (
     FusionModel,
     LoShConfig,
     LoShModel,
+    MotionFusionConfig,
+    MotionFusionModel,
     MTTRConfig,
     MTTRModel,
     ReferFormerConfig,
@@ -67,7 +69,13 @@ from rvoslib.models.registry import (
     TRANSFORMERS,
     Registry,
 )
-from rvoslib.models.temporal import ConvLSTM, ConvLSTMCell, NoTemporalMixing, TemporalModule
+from rvoslib.models.temporal import (
+    ConvLSTM,
+    ConvLSTMCell,
+    CorrelationMotion,
+    NoTemporalMixing,
+    TemporalModule,
+)
 from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
 from rvoslib.models.transformer import (
     LongShortCrossAttention,
@@ -93,6 +101,7 @@ __all__ = [
     "CondInstMaskHead",
     "ConvLSTM",
     "ConvLSTMCell",
+    "CorrelationMotion",
     "CrossModalFPNDecoder",
     "CrossModalFusion",
     "DynamicMaskHead",
@@ -109,6 +118,8 @@ __all__ = [
     "MTTRConfig",
     "MTTRModel",
     "MTTRTransformer",
+    "MotionFusionConfig",
+    "MotionFusionModel",
     "MultiHeadCrossAttention",
     "MultiScaleSegmentationHead",
     "NoTemporalMixing",

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rvoslib.models.architectures.fusion import FusionConfig
+from rvoslib.models.architectures.motion_fusion import MotionFusionConfig
 from rvoslib.models.architectures.seq2seq import Seq2SeqConfig
 from rvoslib.models.architectures.video_fusion import VideoFusionConfig
 from rvoslib.models.base import RVOSModel
@@ -81,6 +82,16 @@ def _tiny_video() -> VideoFusionConfig:
                              temporal={"name": "conv3d", "expansion": 1})  # fmt: skip
 
 
+def _tiny_motion() -> MotionFusionConfig:
+    tiny = _tiny()
+    return MotionFusionConfig(
+        **{f: getattr(tiny, f) for f in ("backbone", "text_encoder", "fusion", "head", "loss")},
+        temporal={"name": "conv3d", "expansion": 1},
+        motion={"name": "correlation", "radius": 2, "key_channels": 16},
+        motion_stage=0,
+    )
+
+
 def _seed(backbone: str) -> Callable[[], FusionConfig]:
     def build() -> FusionConfig:
         return FusionConfig(
@@ -136,6 +147,7 @@ def _s2s_tiny() -> Seq2SeqConfig:
 _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "tiny": _tiny,
     "tiny-video": _tiny_video,
+    "tiny-motion": _tiny_motion,
     "seed-r18": _seed("resnet18"),
     "seed-r50": _seed("resnet50"),
     "rvos-r50": _rvos_r50,
@@ -156,6 +168,8 @@ PRESET_DESCRIPTIONS = {
     "Fast on CPU, needs no downloaded file.",
     "tiny-video": "tiny with the temporal module before the fusion (motion-aware visual "
     "tokens meet the expression).",
+    "tiny-motion": "tiny with motion (correlation of neighbouring frames at stride 4) and the "
+    "sentence (FiLM) inside the backbone, temporal module before the fusion.",
     "seed-r18": "Reference design: ResNet-18 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "seed-r50": "Reference design: ResNet-50 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head with FiLM.",

@@ -2,6 +2,7 @@
 
 from rvoslib.models.architectures.fusion import FusionConfig, FusionModel
 from rvoslib.models.architectures.losh import LoShConfig, LoShModel, pair_text, referred_flow_loss
+from rvoslib.models.architectures.motion_fusion import MotionFusionConfig, MotionFusionModel
 from rvoslib.models.architectures.mttr import MTTRConfig, MTTRModel
 from rvoslib.models.architectures.query import (
     QueryRVOSModel,
@@ -26,6 +27,8 @@ __all__ = [
     "LoShModel",
     "MTTRConfig",
     "MTTRModel",
+    "MotionFusionConfig",
+    "MotionFusionModel",
     "QueryRVOSModel",
     "ReferFormerConfig",
     "ReferFormerModel",

@@ -4,18 +4,23 @@ frozen BatchNorm and local weight files."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 __all__ = [
+    "StageHook",
     "TinyConvNet",
     "freeze_batchnorm",
     "load_state_dict_file",
     "temporal_shift",
 ]
+
+
+#: ``hook(stage_index, features (N, C, h, w)) -> features``: changes a stage's output.
+StageHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -107,12 +112,17 @@ class _StagedTrunk(nn.Module):
     stages: nn.ModuleList
 
     def forward(
-        self, images: torch.Tensor, num_frames: int = 1, shift_stages: Sequence[int] = ()
+        self,
+        images: torch.Tensor,
+        num_frames: int = 1,
+        shift_stages: Sequence[int] = (),
+        stage_hook: StageHook | None = None,
     ) -> list[torch.Tensor]:
         """``images (N, 3, H, W)`` -> one map per stage ``(N, C_i, H / s_i, W / s_i)``.
 
         The input of every stage in ``shift_stages`` is temporally shifted over clips of
-        ``num_frames`` consecutive images (see :func:`temporal_shift`).
+        ``num_frames`` consecutive images (see :func:`temporal_shift`). ``stage_hook(index,
+        features)`` replaces every stage's output before the next stage sees it.
         """
         features = []
         hidden = self.stem(images)
@@ -120,6 +130,8 @@ class _StagedTrunk(nn.Module):
             if index in shift_stages:
                 hidden = temporal_shift(hidden, num_frames)
             hidden = stage(hidden)
+            if stage_hook is not None:
+                hidden = stage_hook(index, hidden)
             features.append(hidden)
         return features
 

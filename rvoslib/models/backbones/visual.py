@@ -16,6 +16,7 @@ from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
 from rvoslib.models.backbones.trunks import (
+    StageHook,
     TinyConvNet,
     _StagedTrunk,
     _TorchvisionResNetTrunk,
@@ -70,6 +71,8 @@ class VisualBackbone(nn.Module):
     Attributes:
         out_channels: Channels of each returned level.
         strides: Stride of each returned level.
+        stage_channels: Output channels of every stage the trunk runs (what a ``stage_hook``
+            of :meth:`forward` receives); empty for timm models.
 
     Example:
         >>> backbone = VisualBackbone("resnet18")
@@ -129,6 +132,9 @@ class VisualBackbone(nn.Module):
         if checkpoint_path is not None:
             self.load_trunk_weights(checkpoint_path)
         self.strides = out_strides
+        self.stage_channels = (
+            list(trunk_channels[: len(self.trunk.stages)]) if (self._uses_all_levels) else []
+        )
         self.out_channels = [trunk_channels[i] for i in self._level_indices]
         self.feature_refine: nn.Module | None = None
         if refine_last:
@@ -209,11 +215,17 @@ class VisualBackbone(nn.Module):
         for part in parts[:freeze_stages]:
             part.requires_grad_(False)
 
-    def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, stage_hook: StageHook | None = None
+    ) -> list[torch.Tensor]:
         """Compute the multi-scale features.
 
         Args:
             frames: ``(N, 3, H, W)`` or ``(B, T, 3, H, W)`` float images.
+            stage_hook: ``hook(stage_index, features (N, C_i, h_i, w_i)) -> features`` replaces
+                every stage's output (frames flattened, ``N = B * T``) before the next stage
+                sees it, e.g. to add motion or condition on text inside the trunk (torchvision
+                ResNets and tinycnn).
 
         Returns:
             One map per stride in ``self.strides``: ``(N, C_i, ceil(H/s_i), ceil(W/s_i))``
@@ -229,8 +241,15 @@ class VisualBackbone(nn.Module):
         if frames.ndim == 5:
             video_shape = frames.shape[:2]
             frames = frames.flatten(0, 1)
-        if self.temporal_shift_stages and video_shape is not None:
-            levels = self.trunk(frames, int(video_shape[1]), self.temporal_shift_stages)
+        if stage_hook is not None and not self._uses_all_levels:
+            raise ValueError(
+                f"stage_hook needs a staged trunk (a torchvision ResNet or tinycnn), got backbone "
+                f"{self.model_name!r}"
+            )
+        if self._uses_all_levels:
+            num_frames = 1 if video_shape is None else int(video_shape[1])
+            shift = self.temporal_shift_stages if video_shape is not None else ()
+            levels = self.trunk(frames, num_frames, shift, stage_hook)
         else:
             levels = self.trunk(frames)
         features = [levels[i] for i in self._level_indices] if self._uses_all_levels else levels
