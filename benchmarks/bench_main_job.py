@@ -39,7 +39,7 @@ def _rvos(*argv: str) -> subprocess.CompletedProcess:
 
 def run_preset(preset: str, args: argparse.Namespace, control: bool) -> dict:
     """Train and evaluate one preset; returns its row."""
-    name = f"{preset}-control" if control else preset
+    name = preset + args.suffix + ("-control" if control else "")
     out = Path(args.out) / name
     started = time.perf_counter()
     extra = ["--shuffle-text"] if control else []
@@ -64,9 +64,10 @@ def run_preset(preset: str, args: argparse.Namespace, control: bool) -> dict:
         raise RuntimeError(f"rvos eval {preset} failed:\n{evaluation.stderr[-2000:]}")
     summary = json.loads(evaluation.stdout.strip().splitlines()[-1])
     metrics = json.loads((out / "metrics.json").read_text())
-    from rvoslib import create_model
+    from rvoslib.models import RVOSModel
 
-    parameters = sum(p.numel() for p in create_model(preset).parameters())
+    trained = RVOSModel.from_pretrained(out / "best")  # the model as trained (with overrides)
+    parameters = sum(p.numel() for p in trained.parameters())
     return {
         "preset": name,
         "JF": summary["JF"],
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         "the first val_videos of them are the run's own validation videos",
     )
     parser.add_argument("--out", default="runs/main_job")
+    parser.add_argument(
+        "--suffix", default="", help="appended to each row's name (runs with other options)"
+    )
     parser.add_argument("train_args", nargs="*", help="more rvos train options (after --)")
     args = parser.parse_args(argv)
     rows = []

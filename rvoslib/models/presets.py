@@ -87,9 +87,13 @@ def _tiny_motion() -> MotionFusionConfig:
     return MotionFusionConfig(
         **{f: getattr(tiny, f) for f in ("backbone", "text_encoder", "fusion", "head", "loss")},
         temporal={"name": "conv3d", "expansion": 1},
-        motion={"name": "correlation", "radius": 2, "key_channels": 16},
+        motion={"name": "correlation", "radius": 2, "key_channels": 32},
         motion_stage=0,
     )
+
+
+def _tiny_film() -> MotionFusionConfig:
+    return _tiny_motion().replace(motion={"name": "identity"})
 
 
 def _seed(backbone: str) -> Callable[[], FusionConfig]:
@@ -148,6 +152,7 @@ _PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
     "tiny": _tiny,
     "tiny-video": _tiny_video,
     "tiny-motion": _tiny_motion,
+    "tiny-film": _tiny_film,
     "seed-r18": _seed("resnet18"),
     "seed-r50": _seed("resnet50"),
     "rvos-r50": _rvos_r50,
@@ -170,6 +175,8 @@ PRESET_DESCRIPTIONS = {
     "tokens meet the expression).",
     "tiny-motion": "tiny with motion (correlation of neighbouring frames at stride 4) and the "
     "sentence (FiLM) inside the backbone, temporal module before the fusion.",
+    "tiny-film": "tiny-motion without its motion part: the sentence modulates every backbone "
+    "stage (FiLM); the temporal module before the fusion. The quickstart job's model.",
     "seed-r18": "Reference design: ResNet-18 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "seed-r50": "Reference design: ResNet-50 + bert-base-uncased (cls), sentence fusion, x32 head.",
     "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head with FiLM.",
