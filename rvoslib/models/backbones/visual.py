@@ -246,10 +246,10 @@ class VisualBackbone(nn.Module):
                 f"stage_hook needs a staged trunk (a torchvision ResNet or tinycnn), got backbone "
                 f"{self.model_name!r}"
             )
-        if self._uses_all_levels:
-            num_frames = 1 if video_shape is None else int(video_shape[1])
-            shift = self.temporal_shift_stages if video_shape is not None else ()
-            levels = self.trunk(frames, num_frames, shift, stage_hook)
+        if self.temporal_shift_stages and video_shape is not None:
+            levels = self.trunk(frames, int(video_shape[1]), self.temporal_shift_stages, stage_hook)
+        elif stage_hook is not None:  # int(T) is read only when needed: export keeps T dynamic
+            levels = self.trunk(frames, stage_hook=stage_hook)
         else:
             levels = self.trunk(frames)
         features = [levels[i] for i in self._level_indices] if self._uses_all_levels else levels
