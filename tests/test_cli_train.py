@@ -83,8 +83,6 @@ def test_values_come_from_defaults_then_recipe_then_flags(capsys) -> None:
     assert "betas:\n  - 0.9" in printed  # the TrainerConfig default
     assert main(["train", "--print-config", "--config", "none"]) == 0
     assert "batch_size: 2" in capsys.readouterr().out  # the dataclass default
-    assert main(["train", "--print-config", "--attribute-weights", '{"motion": 4}']) == 0
-    assert "attribute_weights:\n    motion: 4" in capsys.readouterr().out  # a JSON option
 
 
 def test_cli_options_are_the_config_fields_with_their_defaults() -> None:
@@ -151,10 +149,6 @@ def test_synthetic_training_videos_are_cached_while_small() -> None:
     assert motion.attributes == ("color", "motion")
     huge, _ = build_datasets(DataConfig(train_videos=100000, size=256))
     assert not huge.cache
-    weighted, held_out = build_datasets(DataConfig(attribute_weights={"motion": 4.0}))
-    assert weighted.attribute_weights == {"motion": 4.0} and held_out.attribute_weights == {}
-    with pytest.raises(ValueError, match="attribute_weights is an option of the synthetic RVOS"):
-        DataConfig(dataset="davis", attribute_weights={"motion": 4.0})
 
 
 def test_attribute_choices_match_the_dataset() -> None:

@@ -204,29 +204,3 @@ def test_exact_flow_warps_the_next_frame_onto_this_one() -> None:
     assert checked > 0
     with pytest.raises(ValueError, match="with_flow=True needs transform=None"):
         SyntheticRVOSDataset(num_videos=1, with_flow=True, transform=lambda sample: sample)
-
-
-def test_attribute_weights_change_only_the_expressions_kind_frequencies() -> None:
-    from rvoslib.data.synthetic_scene import expression_kind
-
-    plain = SyntheticRVOSDataset(num_videos=300, num_frames=4, size=48, seed=3)
-    weighted = SyntheticRVOSDataset(
-        num_videos=300, num_frames=4, size=48, seed=3, attribute_weights={"motion": 4.0}
-    )
-
-    def share(dataset: SyntheticRVOSDataset) -> float:
-        kinds = [expression_kind(dataset.scene(i).expressions[0].attributes) for i in range(300)]
-        return sum("motion" in kind for kind in kinds) / len(kinds)
-
-    assert share(weighted) > share(plain) + 0.15
-    for index in range(20):  # the same objects and labels; only the expressions are drawn anew
-        a, b = plain.scene(index), weighted.scene(index)
-        assert np.array_equal(a.labels, b.labels)
-        assert [o.direction for o in a.objects] == [o.direction for o in b.objects]
-    # the kind weight is 0.5 ** n times the weight of each attribute named
-    assert weighted._kind_weight(("color", "motion")) == pytest.approx(0.25 * 4.0)
-    assert weighted._kind_weight(("shape",)) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match=r"attribute_weights must be positive weights for names"):
-        SyntheticRVOSDataset(attribute_weights={"size": 2.0})
-    with pytest.raises(ValueError, match=r"attribute_weights must be .*got \{'motion': 0\}"):
-        SyntheticRVOSDataset(attribute_weights={"motion": 0})

@@ -62,9 +62,6 @@ class DataConfig:
             ``flow_backward``), for flow-consistency losses.
         zero_first_mask: Control experiment of the VOS task: the first-frame mask is all zeros
             (synthetic data), so the model cannot know which object to track.
-        attribute_weights: Synthetic training expressions only: multiply the sampling weight
-            of every kind that uses an attribute by its weight, e.g. ``{"motion": 4.0}``
-            (:class:`~rvoslib.data.SyntheticRVOSDataset`); held-out videos keep the default.
     """
 
     dataset: str = "synthetic"
@@ -85,7 +82,6 @@ class DataConfig:
     long_expressions: bool = False
     flow: bool = False
     zero_first_mask: bool = False
-    attribute_weights: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from rvoslib.training.config import check_ranges
@@ -97,11 +93,6 @@ class DataConfig:
             raise ValueError("attributes must name at least one of color, shape, motion, position")
         if self.zero_first_mask and (self.task != "vos" or self.dataset != "synthetic"):
             raise ValueError("zero_first_mask is a control of the synthetic VOS task (--task vos)")
-        if self.attribute_weights and (self.dataset != "synthetic" or self.task != "rvos"):
-            raise ValueError(
-                "attribute_weights is an option of the synthetic RVOS dataset, got dataset "
-                f"{self.dataset!r} with task {self.task!r}"
-            )
         if (self.long_expressions or self.flow) and self.dataset != "synthetic":
             raise ValueError(
                 "long_expressions and flow are options of the synthetic dataset, got dataset "
@@ -173,7 +164,6 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     }
     if config.task == "vos":
         options["first_mask"] = "zeros" if config.zero_first_mask else "target"
-    weights = {"attribute_weights": config.attribute_weights} if config.attribute_weights else {}
     train = kind(
         config.train_videos,
         config.num_frames,
@@ -181,7 +171,6 @@ def _synthetic(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
         seed=seed,
         cache=config.train_videos * video_bytes <= SYNTHETIC_CACHE_BYTES,
         **options,
-        **weights,
     )
     val = kind(config.val_videos, config.val_frames, config.size, seed=seed + 100_003, **options)
     return train, val

@@ -10,7 +10,7 @@ among the objects. Videos are generated lazily from ``(seed, video index)``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import combinations, product
 from pathlib import Path
 from typing import Any
@@ -106,11 +106,6 @@ class SyntheticRVOSDataset(Dataset):
         with_flow: Items carry the exact optical flow, ``flow_forward`` and ``flow_backward``
             ``(T - 1, 2, H, W)`` float32 ``(dx, dy)`` pixels from frame ``t`` to ``t + 1``
             (at frame ``t``'s pixels) and back (at frame ``t + 1``'s pixels).
-        attribute_weights: Multiply the sampling weight of every expression kind that uses an
-            attribute by that attribute's weight (default 1 each; a kind's weight is otherwise
-            ``0.5 ** (number of attributes)``). ``{"motion": 4.0}`` draws expressions that
-            name a motion about four times as often. The videos and objects do not change. For
-            training data only: held-out data keeps the default, so scores stay comparable.
 
     Example:
         >>> dataset = SyntheticRVOSDataset(num_videos=2, num_frames=4, size=64)
@@ -145,7 +140,6 @@ class SyntheticRVOSDataset(Dataset):
         cache: bool = False,
         long_expressions: bool = False,
         with_flow: bool = False,
-        attribute_weights: Mapping[str, float] | None = None,
     ) -> None:
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         _check(num_videos >= 1, "num_videos", num_videos, "a positive int")
@@ -166,12 +160,6 @@ class SyntheticRVOSDataset(Dataset):
         _check(0 <= attribute_sharing <= 1, "attribute_sharing", attribute_sharing, "in [0, 1]")
         _check(0 <= min_visible <= 1, "min_visible", min_visible, "in [0, 1]")
         _check(position_margin >= 0, "position_margin", position_margin, ">= 0")
-        weights = dict(attribute_weights or {})
-        _check(
-            set(weights) <= set(ATTRIBUTES) and all(float(w) > 0 for w in weights.values()),
-            "attribute_weights", attribute_weights, f"positive weights for names in {ATTRIBUTES}",
-        )  # fmt: skip
-        self.attribute_weights = {name: float(w) for name, w in weights.items()}
         self.num_videos, self.num_frames, self.size = num_videos, num_frames, (height, width)
         self.min_objects, self.max_objects, self.seed = min_objects, max_objects, seed
         self.expressions_per_video = expressions_per_video
@@ -315,7 +303,7 @@ class SyntheticRVOSDataset(Dataset):
         for index in range(self.expressions_per_video):
             target = targets[index % len(targets)]
             kinds = list(options[target])  # attribute combinations; shorter ones are likelier
-            weights = np.array([self._kind_weight(names) for names in kinds])
+            weights = np.array([0.5 ** len(names) for names in kinds])
             names = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
             attrs = options[target][names][int(rng.integers(len(options[target][names])))]
             subject = objects[target - 1]
@@ -326,13 +314,6 @@ class SyntheticRVOSDataset(Dataset):
             short = short_description(attrs, subject)
             expressions.append(SyntheticExpression(target, text, attrs, short))
         return expressions
-
-    def _kind_weight(self, names: Sequence[str]) -> float:
-        """Sampling weight of an expression kind (its attribute names)."""
-        weight = 0.5 ** len(names)
-        for name in names:
-            weight *= self.attribute_weights.get(name, 1.0)
-        return weight
 
     def _paint(
         self, rng: np.random.Generator, objects: list[SyntheticObject], labels: np.ndarray
