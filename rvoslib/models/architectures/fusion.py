@@ -155,6 +155,7 @@ class FusionModel(RVOSModel):
             visual_channels=backbone.out_channels[-1],
             text_dim=text_encoder.out_dim,
         )
+        extra = cls._build_extra_parts(config, backbone)
         temporal = TEMPORAL_MODULES.build(
             config.temporal, channels=cls._temporal_channels(backbone, fusion)
         )
@@ -172,7 +173,14 @@ class FusionModel(RVOSModel):
             temporal=temporal,
             head=head,
             loss=config.loss,
+            **extra,
         )
+
+    @classmethod
+    def _build_extra_parts(cls, config: FusionConfig, backbone: nn.Module) -> dict[str, Any]:
+        """Constructor arguments a subclass adds to the five parts (built after the fusion,
+        before the temporal module); none here."""
+        return {}
 
     def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
         """``frames (B, T, 3, H, W)`` -> ``{"logits": (B, T, 1, H, W)}``."""

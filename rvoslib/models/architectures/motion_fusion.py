@@ -29,14 +29,7 @@ from rvoslib._checks import check_fit
 from rvoslib.models.architectures.fusion import DEFAULT_LOSS
 from rvoslib.models.architectures.video_fusion import VideoFusionConfig, VideoFusionModel
 from rvoslib.models.heads.common import film
-from rvoslib.models.registry import (
-    ARCHITECTURES,
-    BACKBONES,
-    FUSIONS,
-    HEADS,
-    TEMPORAL_MODULES,
-    TEXT_ENCODERS,
-)
+from rvoslib.models.registry import ARCHITECTURES, TEMPORAL_MODULES
 from rvoslib.models.text import TextFeatures
 
 __all__ = ["MotionFusionConfig", "MotionFusionModel"]
@@ -124,35 +117,15 @@ class MotionFusionModel(VideoFusionModel):
             nn.init.zeros_(layer.bias)
 
     @classmethod
-    def build(cls, config: MotionFusionConfig, *, pretrained: bool = False) -> MotionFusionModel:
-        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
-        backbone = BACKBONES.build(config.backbone, pretrained=pretrained)
-        text_encoder = TEXT_ENCODERS.build(config.text_encoder, pretrained=pretrained)
-        fusion = FUSIONS.build(
-            config.fusion,
-            visual_channels=backbone.out_channels[-1],
-            text_dim=text_encoder.out_dim,
-        )
-        motion_channels = _stage_channels(backbone, config.motion_stage)
-        return cls(
-            backbone=backbone,
-            text_encoder=text_encoder,
-            motion=TEMPORAL_MODULES.build(config.motion, channels=motion_channels),
-            temporal=TEMPORAL_MODULES.build(config.temporal, channels=backbone.out_channels[-1]),
-            fusion=fusion,
-            head=HEADS.build(
-                config.head,
-                in_channels=fusion.out_channels,
-                skip_channels=list(backbone.out_channels[-2::-1]),
-                skip_strides=list(backbone.strides[-2::-1]),
-                text_dim=text_encoder.out_dim,
-            ),
-            motion_stage=config.motion_stage,
-            loss=config.loss,
-        )
+    def _build_extra_parts(cls, config: MotionFusionConfig, backbone: nn.Module) -> dict[str, Any]:
+        """The motion part, given the channels of stage ``config.motion_stage``."""
+        channels = _stage_channels(backbone, config.motion_stage)
+        motion = TEMPORAL_MODULES.build(config.motion, channels=channels)
+        return {"motion": motion, "motion_stage": config.motion_stage}
 
-    def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
-        """``frames (B, T, 3, H, W)`` -> ``{"logits": (B, T, 1, H, W)}``."""
+    def levels(self, frames: torch.Tensor, text: TextFeatures) -> list[torch.Tensor]:
+        """The backbone's levels ``[(B, T, C_i, h_i, w_i)]`` with the motion part after stage
+        ``motion_stage`` and the sentence's FiLM after every stage."""
         clip = frames.shape[:2]
         sentence = text.sentence.repeat_interleave(clip[1], dim=0)  # (B*T, D)
 
@@ -161,13 +134,7 @@ class MotionFusionModel(VideoFusionModel):
                 features = self.motion(features.unflatten(0, clip)).flatten(0, 1)
             return film(features, self.stage_film[index](sentence))
 
-        *finer, coarsest = self.backbone(frames, stage_hook=condition)
-        moving = self.temporal(coarsest)  # (B, T, C_last, h, w)
-        fused = self.fusion(moving, text)  # (B, T, C, h, w)
-        logits = self.head(
-            fused, skips=finer[::-1], text=text, output_size=tuple(frames.shape[-2:])
-        )
-        return {"logits": logits}
+        return self.backbone(frames, stage_hook=condition)
 
 
 def _stage_channels(backbone: nn.Module, stage: int) -> int:

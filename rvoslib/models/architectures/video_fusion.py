@@ -74,9 +74,14 @@ class VideoFusionModel(FusionModel):
         """Channels of the map the temporal module mixes: the backbone's coarsest level's."""
         return backbone.out_channels[-1]
 
+    def levels(self, frames: torch.Tensor, text: TextFeatures) -> list[torch.Tensor]:
+        """The backbone's levels ``[(B, T, C_i, h_i, w_i)]``, fine to coarse (``text`` unused
+        here; subclasses may condition the backbone on it)."""
+        return self.backbone(frames)
+
     def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
         """``frames (B, T, 3, H, W)`` -> ``{"logits": (B, T, 1, H, W)}``."""
-        *finer, coarsest = self.backbone(frames)  # [(B, T, C_i, h_i, w_i)], fine to coarse
+        *finer, coarsest = self.levels(frames, text)  # [(B, T, C_i, h_i, w_i)], fine to coarse
         moving = self.temporal(coarsest)  # (B, T, C_last, h, w): each place's change over time
         fused = self.fusion(moving, text)  # (B, T, C, h, w)
         logits = self.head(

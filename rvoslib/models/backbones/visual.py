@@ -133,7 +133,7 @@ class VisualBackbone(nn.Module):
             self.load_trunk_weights(checkpoint_path)
         self.strides = out_strides
         self.stage_channels = (
-            list(trunk_channels[: len(self.trunk.stages)]) if (self._uses_all_levels) else []
+            list(trunk_channels[: len(self.trunk.stages)]) if self._uses_all_levels else []
         )
         self.out_channels = [trunk_channels[i] for i in self._level_indices]
         self.feature_refine: nn.Module | None = None
