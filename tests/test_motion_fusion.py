@@ -115,6 +115,15 @@ def test_stage_hook_sees_every_stage_and_replaces_its_output() -> None:
     assert torch.equal(backbone(frames)[0], levels[0])  # the hook changed nothing before it
 
 
+def test_stage_hook_needs_a_staged_trunk() -> None:
+    backbone = VisualBackbone("resnet10t", out_strides=(8, 16, 32), refine_last=False)  # timm
+    assert backbone.stage_channels == []
+    with pytest.raises(
+        ValueError, match="stage_hook needs a staged trunk .* got backbone 'resnet10t'"
+    ):
+        backbone(torch.rand(1, 2, 3, 32, 32), stage_hook=lambda index, features: features)
+
+
 def test_motion_fusion_with_identity_motion_and_untrained_film_is_video_fusion() -> None:
     """FiLM starts as the identity, so with an identity motion part the model computes what
     the video_fusion model with the same weights computes."""
