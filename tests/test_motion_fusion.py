@@ -128,8 +128,8 @@ def test_motion_fusion_with_identity_motion_and_untrained_film_is_video_fusion()
     """FiLM starts as the identity, so with an identity motion part the model computes what
     the video_fusion model with the same weights computes."""
     torch.manual_seed(0)
-    model = create_model("tiny-motion", motion={"name": "identity"}).eval()
-    reference = create_model("tiny-video").eval()
+    model = create_model("tiny-film").eval()
+    reference = create_model("tiny-video", temporal={"name": "identity"}).eval()
     missing, unexpected = reference.load_state_dict(model.state_dict(), strict=False)
     assert not missing and all(key.startswith("stage_film.") for key in unexpected)
     tokens = model.tokenize(["the red square moving left", "the still one"])

@@ -9,7 +9,7 @@ live next to this file; any YAML file with the same sections is a recipe too.
 Example:
     >>> recipe = load_recipe("quickstart")
     >>> recipe.model.preset, recipe.trainer.batch_size, recipe.data.dataset
-    ('tiny-film', 16, 'synthetic')
+    ('tiny-motion', 16, 'synthetic')
 """
 
 from __future__ import annotations

@@ -38,17 +38,21 @@ def local_correlation(first: torch.Tensor, second: torch.Tensor, radius: int) ->
         >>> local_correlation(a, b, radius=1)[0, :, 1, 1].tolist()  # dx = +1, dy = 0
         [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     """
-    height, width = first.shape[-2:]
+    batch, channels, height, width = first.shape
     size = 2 * radius + 1
-    padded = F.pad(second, (radius, radius, radius, radius))
-    return torch.stack(
-        [
-            (first * padded[:, :, dy : dy + height, dx : dx + width]).sum(1)
-            for dy in range(size)
-            for dx in range(size)
-        ],
-        dim=1,
-    )
+    padded = F.pad(second, (radius, radius, radius, radius))  # (N, C, h + 2r, w + 2r)
+    rows = first.permute(0, 2, 3, 1).reshape(batch * height, width, channels)
+    wide = width + 2 * radius
+    by_dy = []
+    for dy in range(size):  # one batched matmul per row offset; the x offsets are diagonals
+        band = padded[:, :, dy : dy + height].permute(0, 2, 1, 3)  # (N, h, C, w + 2r)
+        products = torch.bmm(rows, band.reshape(batch * height, channels, wide))  # (N*h, w, w+2r)
+        # products[:, x, x + dx] for dx in 0..2r: a strided view of the contiguous products
+        by_dy.append(
+            products.as_strided((batch * height, width, size), (width * wide, wide + 1, 1))
+        )
+    window = torch.stack(by_dy, dim=-2)  # (N*h, w, dy, dx)
+    return window.reshape(batch, height, width, size * size).permute(0, 3, 1, 2)
 
 
 def soft_argmax_displacement(
