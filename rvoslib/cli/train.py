@@ -1,6 +1,6 @@
 """``rvos train``: run a training recipe.
 
-With no arguments it runs the ``quickstart`` recipe (the tiny-film preset on built-in synthetic
+With no arguments it runs the ``quickstart`` recipe (the tiny-motion preset on built-in synthetic
 videos, a few minutes on two CPU cores). ``--config`` names another shipped recipe or a YAML
 file. Every field of the recipe's sections is also an option with the same name
 (``--max-time``, ``--batch-size``, ...): values come from the dataclass defaults, then the

@@ -13,7 +13,10 @@ expressions stay at chance, even when they are the only expressions of the job).
    pooled sentence, initialised to the identity), so the trunk can keep what the expression
    asks about (a colour, a motion) before the features are pooled to the coarsest level;
 3. then, as in ``video_fusion``: the temporal module on the coarsest level, cross-attention to
-   the expression's tokens, and the FPN head.
+   the expression's tokens, and the FPN head. The presets ``tiny-motion`` and ``tiny-film``
+   use the ``identity`` temporal module there: 3x3x3 convolutions on that map cost a quarter
+   of a training step and changed nothing measurable (``tiny-film``: held-out J&F 0.762
+   without, 0.763 with them).
 """
 
 from __future__ import annotations
