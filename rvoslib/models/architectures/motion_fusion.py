@@ -15,8 +15,8 @@ expressions stay at chance, even when they are the only expressions of the job).
 3. then, as in ``video_fusion``: the temporal module on the coarsest level, cross-attention to
    the expression's tokens, and the FPN head. The presets ``tiny-motion`` and ``tiny-film``
    use the ``identity`` temporal module there: 3x3x3 convolutions on that map cost a quarter
-   of a training step and changed nothing measurable (``tiny-film``: held-out J&F 0.762
-   without, 0.763 with them).
+   of a training step and changed nothing measurable (``tiny-film`` on the quickstart job:
+   held-out J&F 0.762 without them, 0.763 with them; ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
