@@ -43,6 +43,28 @@ def test_local_correlation_equals_the_definition(radius, height, width, seed) ->
     torch.testing.assert_close(local_correlation(first, second, radius), expected)
 
 
+def test_local_correlation_layouts_and_gradients() -> None:
+    """channels_last inputs (the fast path's layout) give the same values, and the gradients
+    through the strided view of the products equal those of the explicit loops."""
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randn(2, 4, 5, 7, generator=generator, dtype=torch.float64)
+    second = torch.randn(2, 4, 5, 7, generator=generator, dtype=torch.float64)
+    expected = _correlation_by_loops(first, second, 2)
+    got = local_correlation(
+        first.contiguous(memory_format=torch.channels_last),
+        second.contiguous(memory_format=torch.channels_last),
+        2,
+    )
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    grads = []
+    for function in (local_correlation, _correlation_by_loops):
+        a, b = first.clone().requires_grad_(), second.clone().requires_grad_()
+        (function(a, b, 2) * weights).sum().backward()
+        grads.append((a.grad, b.grad))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_soft_argmax_is_the_expected_displacement() -> None:
     torch.manual_seed(0)
     correlation = torch.randn(2, 25, 3, 4)
