@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_fit", "check_tensor", "format_shape", "is_compiling"]
+__all__ = ["check_fit", "check_ranges", "check_tensor", "format_shape", "is_compiling"]
 
 
 def is_compiling() -> bool:
@@ -90,3 +90,31 @@ def check_fit(left: str, provided: Any, right: str, expected: Any) -> None:
             f"{left} gives {given} channels but {right} expects {wanted}; build {right} with "
             f"{given} (the builder passes it when parts come from specs)"
         )
+
+
+def check_ranges(config: Any, ranges: dict[str, tuple[float, float, bool, bool]]) -> None:
+    """Check numeric fields of a config: ``name -> (low, high, optional, low_included)``;
+    ``high`` is excluded (``inf``: no bound); ``optional`` fields may be ``None``.
+
+    Raises:
+        ValueError: names the field, the valid range and the value, e.g.
+            ``clip_grad_norm must be > 0 (or None to disable), got -1.0``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_ranges(SimpleNamespace(lr=0.1), {"lr": (0, float("inf"), False, False)})
+        >>> check_ranges(SimpleNamespace(lr=0), {"lr": (0, float("inf"), False, False)})
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be > 0, got 0
+    """
+    for name, (low, high, optional, included) in ranges.items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value < low or (value == low and not included) or value >= high:
+            lower = f">= {low}" if included else f"> {low}"
+            upper = "" if high == float("inf") else f" and < {high}"
+            none = " (or None to disable)" if optional else ""
+            raise ValueError(f"{name} must be {lower}{upper}{none}, got {value!r}")

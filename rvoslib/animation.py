@@ -20,7 +20,7 @@ import numpy as np
 from rvoslib._io import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from rvoslib.viz import ArrayLike
+    from rvoslib.overlay import ArrayLike
 
 __all__ = ["ANIMATION_FORMATS", "AnimationWriter", "save_animation"]
 
@@ -158,7 +158,7 @@ def save_animation(
         raise ValueError(f"path must end in one of {ANIMATION_FORMATS}, got {str(path)!r}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps!r}")
-    from rvoslib.viz import _frames_hwc, overlay_masks
+    from rvoslib.overlay import _frames_hwc, overlay_masks
 
     images = _frames_hwc(frames) if masks is None else overlay_masks(frames, masks, alpha, colormap)
     if images.ndim == 3:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from rvoslib.models.base import RVOSModel
+from rvoslib.models.base import SegmentationModel
 from rvoslib.models.presets import create_model
 
 __all__ = [
@@ -121,10 +121,11 @@ def _cpu_name() -> str:
 
 
 def benchmark_batch(
-    model: RVOSModel, batch: int, frames: int, size: int, length: int, device: torch.device
+    model: SegmentationModel, batch: int, frames: int, size: int, length: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """A random training batch for ``model``: ``frames (B, T, 3, S, S)``, ``masks``, ``valid``,
-    and ``text_ids``/``text_mask`` (referring models) or ``first_mask`` (VOS models)."""
+    and what ``model.inputs`` names: ``text_ids``/``text_mask`` (ids drawn from the tokenizer's
+    vocabulary) or ``first_mask``."""
     generator = torch.Generator().manual_seed(0)
     masks = (torch.rand(batch, frames, size, size, generator=generator) > 0.5).float()
     tensors = {
@@ -132,16 +133,17 @@ def benchmark_batch(
         "masks": masks,
         "valid": torch.ones(batch, frames, dtype=torch.bool),
     }
-    if getattr(model, "task", "rvos") == "vos":
+    inputs = model.inputs
+    if "first_mask" in inputs.keys:
         tensors["first_mask"] = masks[:, 0]
-    else:
-        vocab = model.text_encoder.language_model.config.vocab_size
+    if "text_ids" in inputs.keys:
+        vocab = inputs.tokenizer.vocab_size
         tensors["text_ids"] = torch.randint(5, vocab, (batch, length), generator=generator)
         tensors["text_mask"] = torch.ones(batch, length, dtype=torch.long)
     return {k: v.to(device) for k, v in tensors.items()}
 
 
-def count_train_step_flops(model: RVOSModel, batch: dict[str, torch.Tensor]) -> float:
+def count_train_step_flops(model: SegmentationModel, batch: dict[str, torch.Tensor]) -> float:
     """FLOPs of one forward + backward pass of the training step (``FlopCounterMode``; the
     optimizer is not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -199,13 +201,16 @@ def _supported(preset: str, overrides: dict) -> dict:
     from rvoslib.models.presets import get_preset_config
 
     config = get_preset_config(preset)
+
+    def accepts(part: str, key: str) -> bool:
+        registry = type(config).part_registry(part)
+        return key in registry.accepted_keywords(getattr(config, part)["name"])
+
     return {
         part: spec
         for part, spec in overrides.items()
-        if part in config.parts
-        and all(key in type(config).parts[part].accepted_keywords(getattr(config, part)["name"])
-                for key in spec)
-    }  # fmt: skip
+        if part in config.parts and all(accepts(part, key) for key in spec)
+    }
 
 
 def benchmark_mode(

@@ -17,13 +17,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rvoslib._distributed import DistributedContext, ShardSampler, all_reduce_mean
 from rvoslib.data.transforms import restore_size
 from rvoslib.metrics import RVOSEvaluator
-from rvoslib.training.distributed import DistributedContext, ShardSampler, all_reduce_mean
 
 __all__ = [
     "EvaluationResult",
     "Prediction",
+    "default_protocol",
     "evaluate",
     "evaluate_annotated_frames",
     "move_to_device",
@@ -66,6 +67,19 @@ class EvaluationResult:
     evaluator: RVOSEvaluator = field(repr=False)
 
 
+def default_protocol(inputs: Any) -> str:
+    """The frames :func:`evaluate` scores for a model of these ``inputs``
+    (:class:`~rvoslib.models.ModelInputs`): ``"semi-supervised"`` (first and last frames left
+    out, as DAVIS-2017 does) for a model given the first frame's mask, ``"all"`` otherwise.
+
+    Example:
+        >>> from rvoslib.models import ModelInputs
+        >>> default_protocol(ModelInputs("first_mask", ("frames", "first_mask")))
+        'semi-supervised'
+    """
+    return "semi-supervised" if inputs.kind == "first_mask" else "all"
+
+
 def move_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors of a batch moved to ``device`` (non-blocking), other entries unchanged."""
     return {
@@ -93,15 +107,17 @@ def evaluate(
     """Predict and score every item of ``dataset`` (one video and expression per item).
 
     Args:
-        model: An :class:`~rvoslib.models.RVOSModel` (unwrapped), already on ``device``.
+        model: A :class:`~rvoslib.models.SegmentationModel` (unwrapped), already on
+            ``device``.
         dataset: Whole-video items (``frames``, ``masks``, ``valid``, ``video_id``,
             ``exp_id``; ``orig_size``/``unpadded_size``/``orig_masks`` from an evaluation
             transform are used when present).
-        collate_fn: Builds a batch of one item (tokenizes the expression).
+        collate_fn: Builds a batch of one item (``rvoslib.data.collator_for(model.inputs)``).
         device: Where the model runs.
         clip_len: Frames per forward pass (``None``: whole videos, and the loss is computed).
         threshold: Probability threshold of the masks.
-        protocol: Frames scored: ``"all"`` or ``"semi-supervised"`` (first and last left out).
+        protocol: Frames scored: ``"all"`` or ``"semi-supervised"`` (first and last left out;
+            :func:`default_protocol` gives the model's).
         autocast_dtype: Autocast dtype (``None``: float32).
         context: Distributed context: items are sharded over ranks and the results gathered.
         on_prediction: Called with every :class:`Prediction` (on the rank that made it).
@@ -206,14 +222,15 @@ def evaluate_annotated_frames(
 ) -> Any:
     """The A2D-Sentences / JHMDB-Sentences protocol: one annotated frame per item.
 
-    Query-based models submit every query's mask at the annotated frame with its "referred"
-    probability there (as MTTR and ReferFormer do, the ``all queries`` mAP) and the
-    :class:`~rvoslib.metrics.A2DProtocol` also scores the top query alone; other models submit
-    their one mask with score 1. Masks are compared with ``dataset.ground_truth(index)`` at the
-    original resolution.
+    Every candidate mask of the model at the annotated frame is submitted with its score
+    (:meth:`~rvoslib.models.SegmentationModel.candidates`: for query-based models, every query
+    with its "referred" probability, as MTTR and ReferFormer do, the ``all queries`` mAP; the
+    :class:`~rvoslib.metrics.A2DProtocol` also scores the top candidate alone; other models
+    submit their one mask with score 1). Masks are compared with
+    ``dataset.ground_truth(index)`` at the original resolution.
 
     Args:
-        model: An :class:`~rvoslib.models.RVOSModel` on ``device``.
+        model: A :class:`~rvoslib.models.SegmentationModel` on ``device``.
         dataset: An :class:`~rvoslib.data.AnnotatedFrameDataset` (items with
             ``annotated_index``, ``image_id``; ``ground_truth(index)``).
         collate_fn: Builds a batch of one item.
@@ -225,7 +242,6 @@ def evaluate_annotated_frames(
         The filled :class:`~rvoslib.metrics.A2DProtocol` (``summary()``, ``report()``).
     """
     from rvoslib.metrics import A2DProtocol
-    from rvoslib.models.architectures.query import referred_probabilities
 
     device = torch.device(device)
     protocol = A2DProtocol()
@@ -242,16 +258,13 @@ def evaluate_annotated_frames(
         slot = int(item["annotated_index"])
         with autocast:
             outputs = model.forward_batch(batch)
-        if "masks" in outputs and "is_referred" in outputs:
-            logits = outputs["masks"][-1][0, slot].float()  # (N, h, w) at stride 4
-            scores = referred_probabilities(outputs["is_referred"][-1][0, slot])
-            height, width = batch["frames"].shape[-2:]
+        logits, scores = model.candidates(outputs)  # (B, T, N, h, w), (B, T, N)
+        logits, scores = logits[0, slot].float(), scores[0, slot]
+        size = tuple(batch["frames"].shape[-2:])
+        if tuple(logits.shape[-2:]) != size:
             logits = torch.nn.functional.interpolate(
-                logits[None], size=(height, width), mode="bilinear", align_corners=False
+                logits[None], size=size, mode="bilinear", align_corners=False
             )[0]
-        else:
-            logits = model.referred_logits(outputs)[0, slot].float()  # (1, H, W)
-            scores = torch.ones(1)
         probabilities = restore_size(
             logits.sigmoid(), item["orig_size"], item["unpadded_size"]
         ).cpu()

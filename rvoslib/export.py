@@ -50,10 +50,19 @@ class ExportableRVOS(nn.Module):
 
     Args:
         model: The model (put in eval mode).
+
+    Raises:
+        TypeError: the model does not take text (a VOS model: the message says what it takes).
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        kind = getattr(getattr(model, "inputs", None), "kind", "text")
+        if kind != "text":
+            raise TypeError(
+                f"export takes a model that reads text (frames, text_ids, text_mask); "
+                f"{type(model).__name__} takes {kind!r} (model.inputs.kind)"
+            )
         self.model = model.eval()
 
     def forward(

@@ -17,9 +17,7 @@ hidden behind inference.
 from __future__ import annotations
 
 import os
-import queue
 import re
-import threading
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ import torch
 
 from rvoslib._checks import format_shape
 from rvoslib._io import ImageReadError
+from rvoslib._video_decode import background, decode_file, header_size, video_error
 
 __all__ = [
     "FRAME_EXTENSIONS",
@@ -47,22 +46,6 @@ __all__ = [
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-
-
-def _video_error(path: str | os.PathLike, reason: str) -> ImageReadError:
-    return ImageReadError(path, reason, kind="video")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "VideoReadError":  # deprecated alias, kept importable
-        warnings.warn(
-            "rvoslib.video_io.VideoReadError is deprecated; use rvoslib.video_io.ImageReadError "
-            "(the same class as rvoslib.data.ImageReadError, an OSError and a ValueError)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return ImageReadError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class VideoSource:
@@ -124,47 +107,8 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
         key=lambda path: natural_key(path.name),
     )
     if not frames:
-        raise _video_error(folder, f"the folder holds no frame ({', '.join(FRAME_EXTENSIONS)})")
+        raise video_error(folder, f"the folder holds no frame ({', '.join(FRAME_EXTENSIONS)})")
     return frames
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, ValueError, SyntaxError) as error:
-        raise _video_error(path, str(error) or type(error).__name__) from error
-    return height, width
-
-
-def _decode_file(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """Decode one frame to ``(3, H, W)`` uint8 RGB (OpenCV releases the GIL; else Pillow)."""
-    try:
-        import cv2
-    except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-        image = cv2.imread(str(path), flags)
-        if image is None:
-            raise _video_error(path, "not a decodable image (missing, truncated or corrupt)")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        import numpy as np
-        from PIL import Image
-
-        try:
-            with Image.open(path) as opened:
-                image = np.asarray(opened.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as error:
-            raise _video_error(path, str(error) or type(error).__name__) from error
-    if image.shape[:2] != size:
-        raise _video_error(
-            path, f"frame is {image.shape[1]}x{image.shape[0]}, expected {size[1]}x{size[0]}"
-        )
-    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
 
 
 class FrameFolderSource(VideoSource):
@@ -202,11 +146,11 @@ class FrameFolderSource(VideoSource):
         self.files = list_frames(self.folder)
         self.name = self.folder.name
         self.num_frames = len(self.files)
-        self.height, self.width = _header_size(self.files[0])
+        self.height, self.width = header_size(self.files[0])
         for path in self.files[1:]:
-            size = _header_size(path)
+            size = header_size(path)
             if size != (self.height, self.width):
-                raise _video_error(
+                raise video_error(
                     self.folder,
                     f"frame {path.name!r} is {size[1]}x{size[0]} but {self.files[0].name!r} is "
                     f"{self.width}x{self.height}; all frames must have one size",
@@ -224,7 +168,7 @@ class FrameFolderSource(VideoSource):
             files = iter(self.files)
             try:
                 for path in files:
-                    pending.append(pool.submit(_decode_file, path, size))
+                    pending.append(pool.submit(decode_file, path, size))
                     if len(pending) >= self.prefetch:
                         yield pending.popleft().result()
                 while pending:
@@ -237,7 +181,7 @@ class FrameFolderSource(VideoSource):
         from torchvision.io import decode_jpeg, read_file
 
         if any(path.suffix.lower() not in (".jpg", ".jpeg") for path in self.files):
-            raise _video_error(self.folder, "decode_device='cuda' needs JPEG frames only")
+            raise video_error(self.folder, "decode_device='cuda' needs JPEG frames only")
         with ThreadPoolExecutor(self.num_workers, thread_name_prefix="rvos-read") as pool:
             for start in range(0, len(self.files), self.prefetch):
                 batch = self.files[start : start + self.prefetch]
@@ -245,7 +189,7 @@ class FrameFolderSource(VideoSource):
                 try:
                     frames = decode_jpeg(data, device=self.decode_device)
                 except RuntimeError as error:
-                    raise _video_error(self.folder, f"frames {batch[0].name}..: {error}") from error
+                    raise video_error(self.folder, f"frames {batch[0].name}..: {error}") from error
                 yield from frames
 
 
@@ -269,7 +213,7 @@ class VideoFileSource(VideoSource):
         try:
             ok, frame = capture.read()
             if not ok or frame is None:
-                raise _video_error(self.path, "the file holds no decodable frame")
+                raise video_error(self.path, "the file holds no decodable frame")
             self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
             import cv2
 
@@ -287,12 +231,12 @@ class VideoFileSource(VideoSource):
         try:
             import cv2
         except ImportError as error:
-            raise _video_error(
+            raise video_error(
                 self.path, "reading video files needs OpenCV: pip install opencv-python-headless"
             ) from error
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
-            raise _video_error(self.path, "not a video OpenCV can decode (corrupt or unsupported)")
+            raise video_error(self.path, "not a video OpenCV can decode (corrupt or unsupported)")
         return capture
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -318,13 +262,13 @@ class VideoFileSource(VideoSource):
                         return
                     decoded += 1
                     if frame.shape[:2] != size:
-                        raise _video_error(self.path, f"frame size changed to {frame.shape[:2]}")
+                        raise video_error(self.path, f"frame size changed to {frame.shape[:2]}")
                     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                     yield torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
             finally:
                 capture.release()
 
-        yield from _background(frames(), self.prefetch)
+        yield from background(frames(), self.prefetch)
 
 
 class TensorSource(VideoSource):
@@ -354,48 +298,6 @@ class TensorSource(VideoSource):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter(self.video.unbind(0))
-
-
-_DONE = object()
-
-
-def _background(iterator: Iterator[torch.Tensor], depth: int) -> Iterator[torch.Tensor]:
-    """Run ``iterator`` in a thread, at most ``depth`` items ahead; re-raise its errors here."""
-    items: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(_DONE)
-        except BaseException as error:  # forwarded to the consumer
-            items.put(error)
-
-    thread = threading.Thread(target=produce, name="rvos-video-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                items.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.1)
 
 
 def open_video(
@@ -437,7 +339,7 @@ def open_video(
     if not path.exists():
         raise FileNotFoundError(f"video {str(path)!r} not found (expected a folder or a file)")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise _video_error(
+        raise video_error(
             path,
             f"unsupported suffix {path.suffix!r}; expected a frame folder or one of "
             f"{', '.join(VIDEO_EXTENSIONS)}",

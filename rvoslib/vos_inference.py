@@ -2,7 +2,7 @@
 
 The first frame's objects come from an indexed (palette) PNG, pixel = object id, as DAVIS and
 YouTube-VOS give them. Each object is segmented on its own by a VOS model
-(:meth:`RVOSModel.predict` with ``first_mask``); the objects are merged into one id map per
+(:meth:`VOSModel.predict` with ``first_mask``); the objects are merged into one id map per
 frame by score (each pixel takes the object with the highest probability, or the background
 when no probability reaches the threshold), which is what the official evaluations read.
 """
@@ -81,7 +81,8 @@ def segment_from_first_mask(
     """Segment every object of ``first_mask`` in every frame of ``video``.
 
     Args:
-        model: A VOS model (``model.task == "vos"``), e.g. ``s2s-vgg16``.
+        model: A :class:`~rvoslib.models.VOSModel` (``model.inputs.kind == "first_mask"``),
+            e.g. ``s2s-vgg16``.
         video: Frames (folder, video file, source or tensor; see
             :func:`rvoslib.video_io.open_video`).
         first_mask: ``(H, W)`` object ids of the first frame, or the path of an indexed PNG.
@@ -97,10 +98,12 @@ def segment_from_first_mask(
         TypeError: the model is not a VOS model.
         ValueError: the mask's size differs from the frames' (both named), or it is empty.
     """
-    if getattr(model, "task", "rvos") != "vos":
+    kind = getattr(getattr(model, "inputs", None), "kind", None)
+    if kind != "first_mask":
         raise TypeError(
-            f"segment_from_first_mask needs a VOS model (task 'vos'), got task "
-            f"{getattr(model, 'task', None)!r}: referring models take --text"
+            f"segment_from_first_mask needs a VOS model, one that takes the first frame's mask "
+            f"(model.inputs.kind 'first_mask'); {type(model).__name__} takes {kind!r}: a "
+            "referring model takes text (VideoPredictor, rvos predict --text)"
         )
     ids = read_first_mask(first_mask) if not isinstance(first_mask, np.ndarray) else first_mask
     frames = read_video(video)  # (T, 3, H, W) uint8

@@ -24,9 +24,10 @@ MODULES = [
 ]
 
 EXPECTED_TOP_LEVEL = {
-    "RVOSModel", "RVOSConfig", "create_model", "list_presets", "VisualBackbone", "TextEncoder",
-    "CrossModalFusion", "TemporalModule", "SegmentationHead", "RVOSLoss", "Trainer",
-    "TrainerConfig", "RVOSEvaluator", "VideoPredictor", "SyntheticRVOSDataset", "RefDAVISDataset",
+    "RVOSModel", "VOSModel", "SegmentationModel", "create_model", "list_presets",
+    "VisualBackbone", "TextEncoder", "CrossModalFusion", "TemporalModule", "SegmentationHead",
+    "RVOSLoss", "Trainer", "TrainerConfig", "RVOSEvaluator", "VideoPredictor",
+    "SyntheticRVOSDataset", "RefDAVISDataset",
 }  # fmt: skip
 
 
@@ -44,6 +45,31 @@ def test_top_level_names() -> None:
     import rvoslib
 
     assert EXPECTED_TOP_LEVEL <= set(rvoslib.__all__)
+    assert "RVOSConfig" not in rvoslib.__all__ and not hasattr(rvoslib, "RVOSConfig")
+
+
+def test_shims_of_0_1_are_gone() -> None:
+    import rvoslib.inference
+    import rvoslib.training
+
+    with pytest.raises(AttributeError):
+        rvoslib.training.predict_in_chunks  # noqa: B018
+    with pytest.raises(AttributeError):
+        rvoslib.training.ShuffledTextDataset  # noqa: B018
+    assert not hasattr(rvoslib.inference, "predict_in_chunks")
+    assert not hasattr(rvoslib.models, "RVOSConfig")
+
+
+def test_evaluation_does_not_import_training() -> None:
+    import ast
+
+    import rvoslib.evaluation
+
+    tree = ast.parse(inspect.getsource(rvoslib.evaluation))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m and m.startswith(("rvoslib.training", "rvoslib.cli"))]
+    assert not [m for m in imported if m and m.startswith("rvoslib.models.architectures")]
 
 
 def test_import_has_no_side_effects() -> None:

@@ -27,8 +27,8 @@ def _json_lines(text: str) -> list[dict]:
 
 def test_eval_on_synthetic_writes_masks_and_tables(checkpoint, tmp_path, capsys) -> None:
     code = main(
-        ["eval", "--checkpoint", str(checkpoint), "--data", "synthetic", "--videos", "2",
-         "--frames", "2", "--size", "32", "--out", str(tmp_path), "--device", "cpu"]
+        ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--val-videos", "2",
+         "--val-frames", "2", "--size", "32", "--out", str(tmp_path), "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     rows = _json_lines(capsys.readouterr().out)
@@ -86,25 +86,69 @@ def test_scoring_the_osvos_folder_reproduces_the_official_numbers(
 
 
 def test_eval_errors_name_the_argument(checkpoint, tmp_path, capsys) -> None:
-    argv = ["eval", "--checkpoint", str(checkpoint), "--data", "synthetic"]
+    argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic"]
     assert main([*argv, "--protocol", "refer-davis"]) == 2
-    assert "--protocol refer-davis needs --data davis" in capsys.readouterr().err
+    assert "--protocol refer-davis needs --dataset davis --task rvos" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(checkpoint)]) == 2
-    assert "--root is required for --data davis" in capsys.readouterr().err
+    assert "root is required for dataset 'davis' (--root)" in capsys.readouterr().err
     missing = tmp_path / "nowhere"
     assert main(["eval", "--predictions", str(missing), "--root", str(tmp_path)]) == 2
     assert f"predictions folder {str(missing)!r} does not exist" in capsys.readouterr().err
     assert main([*argv, "--threshold", "1.5"]) == 2
     assert "--threshold must be in (0, 1), got 1.5" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main([*argv, "--attributes", "size"])
-    assert "invalid choice: 'size' (choose from" in capsys.readouterr().err
+    assert main([*argv, "--attributes", "size"]) == 2
+    assert "unknown attributes ['size']; valid attributes:" in capsys.readouterr().err
+    assert main([*argv, "--val-video", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option --val-video (did you mean --val-videos" in err
+    assert "valid options: " in err and "--num-frames" in err
+    assert main(["eval", "--dataset", "synthetic"]) == 2
+    assert "one of the arguments --checkpoint --predictions is required" in capsys.readouterr().err
+    assert main(["eval", "--predictions", str(tmp_path), "--dataset", "synthetic"]) == 2
+    assert "--predictions scores a DAVIS-layout folder" in capsys.readouterr().err
+
+
+def test_old_option_names_warn_and_build_the_same_data(checkpoint, capsys) -> None:
+    new = ["--dataset", "synthetic", "--val-videos", "2", "--val-frames", "2", "--size", "32"]
+    old = ["--data", "synthetic", "--videos", "2", "--frames", "2", "--size", "32"]
+    rows = []
+    for options in (new, old):
+        assert main(["eval", "--checkpoint", str(checkpoint), *options, "--device", "cpu"]) == 0
+        captured = capsys.readouterr()
+        rows.append(_json_lines(captured.out))
+        if options is old:
+            assert "rvos eval: warning: --data is deprecated; use --dataset" in captured.err
+            assert "--videos is deprecated; use --val-videos" in captured.err
+            assert "--frames is deprecated; use --val-frames and --num-frames" in captured.err
+        else:
+            assert "deprecated" not in captured.err
+    assert rows[0] == rows[1]
+    from rvoslib.cli.evaluate import command_line
+
+    with pytest.warns(FutureWarning, match="--split is deprecated; use --val-split"):
+        args = command_line().parse(["--checkpoint", "c", "--split", "test"])
+    assert args.data.val_split == "test"
+
+
+def test_eval_help_has_help_for_every_option(capsys) -> None:
+    from rvoslib.cli.evaluate import command_line
+
+    actions = [a for a in command_line().parser._actions if a.option_strings]
+    names = {name for action in actions for name in action.option_strings}
+    for name in ("--dataset", "--num-frames", "--val-videos", "--root", "--size", "--seed"):
+        assert name in names, name
+    for action in actions:
+        assert action.help and action.help.strip(), action.option_strings
+    assert main(["eval", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # line breaks depend on the terminal
+    assert "--val-videos VAL_VIDEOS" in text and "(type: int, default: 32)" in text
+    assert "--data, --split, --videos and --frames still work and warn" in text
 
 
 def test_by_kind_reports_every_kind_of_expression(checkpoint, capsys) -> None:
     code = main(
-        ["eval", "--checkpoint", str(checkpoint), "--data", "synthetic", "--videos", "12",
-         "--frames", "2", "--size", "32", "--by-kind", "--device", "cpu"]
+        ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--val-videos", "12",
+         "--val-frames", "2", "--size", "32", "--by-kind", "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     summary = _json_lines(capsys.readouterr().out)[-1]
@@ -112,7 +156,7 @@ def test_by_kind_reports_every_kind_of_expression(checkpoint, capsys) -> None:
     assert sum(row["count"] for row in kinds.values()) == 12
     assert all(0.0 <= row["J"] <= 1.0 for row in kinds.values())
     assert main(["eval", "--checkpoint", str(checkpoint), "--root", ".", "--by-kind"]) == 2
-    assert "--by-kind needs --data synthetic" in capsys.readouterr().err
+    assert "--by-kind needs --dataset synthetic" in capsys.readouterr().err
 
 
 def test_a2d_and_jhmdb_protocols_from_the_cli(checkpoint, tmp_path, capsys) -> None:
@@ -121,8 +165,8 @@ def test_a2d_and_jhmdb_protocols_from_the_cli(checkpoint, tmp_path, capsys) -> N
 
     a2d, jhmdb = make_a2d(tmp_path / "a2d"), make_jhmdb(tmp_path / "jhmdb")
     for data, root in (("a2d", a2d), ("jhmdb", jhmdb)):
-        argv = ["eval", "--checkpoint", str(checkpoint), "--data", data, "--root", str(root)]
-        assert main([*argv, "--size", "32", "--frames", "2", "--device", "cpu"]) == 0
+        argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", data, "--root", str(root)]
+        assert main([*argv, "--size", "32", "--num-frames", "2", "--device", "cpu"]) == 0
         out = capsys.readouterr().out
         summary = _json_lines(out)[-1]
         assert summary["data"] == data

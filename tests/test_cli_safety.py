@@ -50,7 +50,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     ("bad", "message"),
     [
         (["--root", "/no/such/root", "--dataset", "davis"], "/no/such/root"),
-        (["--size", "5"], "size must be >= 32, got 5"),
+        (["--size", "5"], "size must be >= 32"),
         (["--clip-grad-norm", "-1"], "clip_grad_norm must be > 0 (or None to disable), got -1.0"),
         (["--epochs", "0"], "epochs must be >= 1, got 0"),
         (["--preset", "nope"], "unknown preset 'nope'"),

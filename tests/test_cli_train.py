@@ -85,27 +85,23 @@ def test_values_come_from_defaults_then_recipe_then_flags(capsys) -> None:
     assert "batch_size: 2" in capsys.readouterr().out  # the dataclass default
 
 
-def test_cli_options_are_the_config_fields_with_their_defaults() -> None:
-    import argparse
+def test_cli_options_are_the_config_fields_with_the_recipes_defaults() -> None:
     import dataclasses
 
-    from rvoslib.cli import build_parser
-    from rvoslib.recipes import SECTIONS
+    from rvoslib.cli.train import command_line
+    from rvoslib.recipes import SECTIONS, Recipe, load_recipe
 
-    parser = build_parser()
-    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    train_parser = train.choices["train"]
-    actions = {a.dest: a for a in train_parser._actions}
-    for section, cls in SECTIONS.items():
-        for item in dataclasses.fields(cls):
-            action = actions[f"{section}.{item.name}"]
-            assert "--" + item.name.replace("_", "-") in action.option_strings
-            default = (
-                item.default_factory()
-                if item.default_factory is not dataclasses.MISSING
-                else item.default
-            )
-            assert action.default == default, item.name
+    for argv, recipe in (([], load_recipe("quickstart")), (["--config", "none"], Recipe())):
+        actions = {a.dest: a for a in command_line(argv).parser._actions}
+        values = recipe.to_dict()
+        for section, cls in SECTIONS.items():
+            for item in dataclasses.fields(cls):
+                action = actions[f"{section}.{item.name}"]
+                assert f"--{section}.{item.name}" in action.option_strings
+                if (section, item.name) != ("model", "config"):  # --config is the recipe's
+                    assert "--" + item.name.replace("_", "-") in action.option_strings
+                assert action.default == values[section][item.name], item.name
+                assert action.help, item.name
 
 
 def test_unknown_preset_lists_valid_ones(tmp_path, capsys) -> None:
@@ -117,9 +113,8 @@ def test_unknown_preset_lists_valid_ones(tmp_path, capsys) -> None:
 
 
 def test_unknown_dataset_lists_valid_ones(capsys) -> None:
-    with pytest.raises(SystemExit):
-        main(["train", "--dataset", "kinetics"])
-    assert "invalid choice: 'kinetics' (choose from" in capsys.readouterr().err
+    assert main(["train", "--dataset", "kinetics"]) == 2
+    assert "invalid choice: 'kinetics' (choose from 'a2d', 'davis'" in capsys.readouterr().err
 
 
 def test_missing_dataset_root(tmp_path, capsys) -> None:
@@ -151,14 +146,6 @@ def test_synthetic_training_videos_are_cached_while_small() -> None:
     assert not huge.cache
 
 
-def test_attribute_choices_match_the_dataset() -> None:
-    from rvoslib.cli.train import ATTRIBUTE_CHOICES
-    from rvoslib.data.synthetic import ATTRIBUTES
-
-    assert set(ATTRIBUTE_CHOICES) == set(ATTRIBUTES)
-
-
 def test_unknown_attribute_lists_valid_ones(capsys) -> None:
-    with pytest.raises(SystemExit):
-        main(["train", "--attributes", "color", "size"])
-    assert "invalid choice: 'size' (choose from" in capsys.readouterr().err
+    assert main(["train", "--attributes", "color", "size", "--print-config"]) == 2
+    assert "unknown attributes ['size']; valid attributes:" in capsys.readouterr().err

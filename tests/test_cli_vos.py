@@ -37,7 +37,9 @@ def test_train_vos_on_synthetic(tmp_path, capsys) -> None:
     assert metrics["preset"] == "s2s-tiny" and metrics["JF"] is not None
     assert (out / "best" / "config.json").is_file()
     assert main(["train", *SMALL[2:], "--out", str(tmp_path / "x")]) == 2  # tiny, task vos
-    assert "solves the 'rvos' task but the data is for 'vos'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the data (task 'vos') does not fit the model, which takes 'text' inputs" in err
+    assert "(--task rvos or another --preset)" in err
 
 
 def test_eval_vos_on_davis_mini(vos_checkpoint, davis_mini, capsys) -> None:
@@ -46,7 +48,9 @@ def test_eval_vos_on_davis_mini(vos_checkpoint, davis_mini, capsys) -> None:
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert rows[0] == {"protocol": "semi-supervised"} and rows[-1]["num_sequences"] == 2
     assert main(["eval", "--checkpoint", str(vos_checkpoint), "--root", str(davis_mini)]) == 2
-    assert "evaluate it with --task vos" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the data (task 'rvos') does not fit the model, which takes 'first_mask' inputs" in err
+    assert "(--task vos)" in err
 
 
 def test_first_frame_mask_dataset_has_one_item_per_object(davis_mini) -> None:
@@ -70,7 +74,10 @@ def test_predict_with_a_first_frame_mask(vos_checkpoint, davis_mini, tmp_path, c
     assert main([*argv, "--mask", str(mask), "--out", str(out), "--size", "64"]) == 2
     assert "is not empty; pass --overwrite" in capsys.readouterr().err
     assert main([*argv, "--text", "the swan", "--out", str(tmp_path / "t")]) == 2
-    assert "it takes --mask FIRST_FRAME.png" in capsys.readouterr().err
+    assert (
+        "the checkpoint's model takes 'first_mask' inputs (--mask FIRST_FRAME.png), got --text"
+        in capsys.readouterr().err
+    )
 
 
 def test_first_mask_errors(vos_checkpoint, davis_mini, tmp_path) -> None:
@@ -87,9 +94,9 @@ def test_first_mask_errors(vos_checkpoint, davis_mini, tmp_path) -> None:
 
 
 def RVOSModel_from(folder):
-    from rvoslib import RVOSModel
+    from rvoslib import SegmentationModel
 
-    return RVOSModel.from_pretrained(folder)
+    return SegmentationModel.from_pretrained(folder)
 
 
 def test_merge_objects_by_score() -> None:

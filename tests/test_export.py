@@ -16,7 +16,7 @@ from rvoslib.export import (
     export_program,
     export_torchscript,
 )
-from rvoslib.models.presets import TINY_TEXT_CONFIG
+from rvoslib.models.presets_common import TINY_TEXT_CONFIG
 
 
 def _small(text_config: dict) -> dict:
@@ -99,3 +99,11 @@ def test_exported_program_round_trip(small_model, tmp_path):
     inputs = example_inputs(small_model, batch=1, num_frames=4, height=80, width=112)
     with torch.no_grad():
         assert torch.allclose(module(*inputs), small_model(*inputs), atol=1e-5)
+
+
+def test_a_model_that_does_not_take_text_is_refused_with_what_it_takes() -> None:
+    from rvoslib import create_model
+    from rvoslib.export import ExportableRVOS
+
+    with pytest.raises(TypeError, match="Seq2SeqModel takes 'first_mask'"):
+        ExportableRVOS(create_model("s2s-tiny"))

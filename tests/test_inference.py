@@ -203,3 +203,16 @@ def test_bad_arguments():
         VideoPredictor(FrameIndexModel(), "cpu", threshold=1.5)
     with pytest.raises(TypeError, match="tokenize"):
         VideoPredictor(nn.Linear(1, 1), "cpu")
+
+
+def test_models_of_the_other_input_kind_are_refused_with_what_they_take():
+    import numpy as np
+
+    from rvoslib.vos_inference import segment_from_first_mask
+
+    with pytest.raises(TypeError, match="needs a model that takes text.*Seq2SeqModel takes "
+                       "'first_mask'.*segment_from_first_mask"):  # fmt: skip
+        VideoPredictor(rvoslib.create_model("s2s-tiny"), "cpu")
+    video = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="needs a VOS model.*FusionModel takes 'text'"):
+        segment_from_first_mask(rvoslib.create_model("tiny"), video, np.ones((8, 8), np.uint8))

@@ -33,11 +33,7 @@ def test_one_image_error() -> None:
     assert str(error) == "cannot read video 'clip/00002.jpg': truncated" and error.path.endswith(
         "2.jpg"
     )
-    with pytest.warns(
-        DeprecationWarning, match="VideoReadError is deprecated; use .*ImageReadError"
-    ):
-        from rvoslib.video_io import VideoReadError
-    assert VideoReadError is ImageReadError
+    assert not hasattr(video_io, "VideoReadError")  # the 0.1 alias is gone: ImageReadError
     with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
         video_io.Nothing  # noqa: B018
     import pickle

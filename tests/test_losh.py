@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import rvoslib.models  # noqa: F401  (registers the built-in parts)
+from rvoslib.losses import query_targets
+from rvoslib.losses.flow import flow_consistency_loss
 from rvoslib.losses.long_short import long_short_intersection_loss
 from rvoslib.losses.matching import prepare_targets
 from rvoslib.models import RVOSModel, TextFeatures
@@ -16,16 +18,21 @@ from rvoslib.models.architectures.losh import (
     pair_text,
     referred_flow_loss,
 )
-from rvoslib.models.architectures.query import query_targets
-from rvoslib.models.flow import flow_consistency_loss
 from rvoslib.models.presets_query_mttr import losh_tiny
 from rvoslib.models.transformer.long_short_attention import LongShortCrossAttention
 
+CRITERION_KEYS = ("intersection_weight", "intersection_cost_weight", "flow_weight", "flow_loss",
+                  "flow_estimator")  # fmt: skip
+
 
 def _model(**changes) -> LoShModel:
-    changes.setdefault("flow_weight", 1.0)  # every addition on (the preset leaves flow off)
+    """losh-tiny with every addition on (the preset leaves flow off); criterion keywords among
+    ``changes`` go into the criterion spec."""
+    config = losh_tiny()
+    criterion = {**config.criterion, "flow_weight": 1.0}
+    criterion.update({key: changes.pop(key) for key in CRITERION_KEYS if key in changes})
     torch.manual_seed(0)
-    return RVOSModel.from_config(losh_tiny().replace(**changes))
+    return RVOSModel.from_config(config.replace(criterion=criterion, **changes))
 
 
 def _batch(model: LoShModel, batch: int = 2, frames: int = 3, size: int = 64) -> dict:
@@ -92,7 +99,7 @@ def test_cross_attention_errors() -> None:
 
 # ---------------------------------------------------------------------- the model
 def test_losh_outputs_both_branches_and_all_terms() -> None:
-    model = _model(cross_attention={"num_heads": 4, "gate_init": 0.5})
+    model = _model(cross_attention={"name": "long_short", "num_heads": 4, "gate_init": 0.5})
     batch = _batch(model)
     outputs = model.forward_batch(batch)
     for prefix in ("", "short_"):
@@ -120,8 +127,8 @@ def test_losh_terms_are_summed_over_both_branches() -> None:
     matcher = model.criterion.matcher
     cost = matcher.cost(long, targets) + matcher.cost(short, targets)
     assignment = cost.argmin(2)  # one target per clip: the Hungarian result is the argmin
-    expected_long = model.criterion.terms(long, targets, assignment)
-    expected_short = model.criterion.terms(short, targets, assignment)
+    expected_long = model.criterion.set_criterion.terms(long, targets, assignment)
+    expected_short = model.criterion.set_criterion.terms(short, targets, assignment)
     for key in terms:
         torch.testing.assert_close(terms[key], expected_long[key] + expected_short[key])
 
@@ -146,7 +153,7 @@ def test_losh_inference_is_the_long_branch() -> None:
 
 
 def test_losh_predict_uses_the_short_text_with_cross_attention() -> None:
-    model = _model(cross_attention={"num_heads": 4, "gate_init": 1.0}).eval()
+    model = _model(cross_attention={"name": "long_short", "num_heads": 4, "gate_init": 1.0}).eval()
     batch = _batch(model)
     with_short = model.predict(batch)
     without = model.predict({k: v for k, v in batch.items() if not k.startswith("short_")})
@@ -180,7 +187,7 @@ def test_intersection_loss_matches_its_definition() -> None:
     targets = prepare_targets(targets, with_boxes=False)
     long, short = torch.randn(2, 1, 2, 5, 16, 16) * 3, torch.randn(2, 1, 2, 5, 16, 16) * 3
     assignment = torch.tensor([[[3]], [[1]]])  # (Ly, B, M): query 3 in layer 0, 1 in layer 1
-    loss = model._intersection_loss(long, short, targets, assignment)
+    loss = model.criterion._intersection_loss(long, short, targets, assignment)
     expected = 0.0
     for layer, query in enumerate((3, 1)):
         up = [
@@ -256,7 +263,7 @@ def test_losh_flow_term_uses_the_batch_flow() -> None:
                      flow_backward=batch["flow_backward"] - 5.0)  # fmt: skip
         shifted = model.losses(outputs, moved)["flow"]
     assert still.isfinite() and not torch.isclose(still, shifted)
-    assert "_raft" not in model.__dict__  # no estimator was needed
+    assert "_flow_estimator" not in model.criterion.__dict__  # no estimator was needed
 
 
 def test_losh_flow_without_flow_or_estimator_is_an_error() -> None:
@@ -271,24 +278,35 @@ def test_losh_flow_without_flow_or_estimator_is_an_error() -> None:
 
 
 def test_losh_flow_from_a_frozen_raft_is_not_saved(tmp_path) -> None:
-    model = _model(intersection_weight=0.0, flow_estimator={"num_flow_updates": 1})
+    estimator = {"name": "raft", "num_flow_updates": 1}
+    model = _model(intersection_weight=0.0, flow_estimator=estimator)
     batch = _batch(model, batch=1, frames=2, size=32)
     del batch["flow_forward"], batch["flow_backward"]
     terms = model.losses(model.forward_batch(batch), batch)
-    assert terms["flow"].isfinite() and "_raft" in model.__dict__
-    assert not any(key.startswith("_raft") for key in model.state_dict())
+    assert terms["flow"].isfinite() and "_flow_estimator" in model.criterion.__dict__
+    assert not any("raft" in key for key in model.state_dict())
     model.save_pretrained(tmp_path / "losh")
     loaded = RVOSModel.from_pretrained(tmp_path / "losh")
-    assert isinstance(loaded, LoShModel) and loaded.flow_estimator_args == {"num_flow_updates": 1}
+    assert isinstance(loaded, LoShModel) and loaded.config.criterion["flow_estimator"] == estimator
+
+
+def test_losh_flow_estimator_unknown_name_lists_the_registered_ones() -> None:
+    model = _model(intersection_weight=0.0, flow_estimator={"name": "pwc"})
+    batch = _batch(model, batch=1, frames=2, size=32)
+    del batch["flow_forward"], batch["flow_backward"]
+    with pytest.raises(KeyError, match="unknown flow estimator 'pwc'.*raft"):
+        model.losses(model.forward_batch(batch), batch)
 
 
 # ---------------------------------------------------------------------- config
 def test_losh_save_and_load_round_trip(tmp_path) -> None:
-    model = _model(cross_attention={"num_heads": 2, "gate_init": 0.3}).eval()
+    attention = {"name": "long_short", "num_heads": 2, "gate_init": 0.3}
+    model = _model(cross_attention=attention).eval()
     batch = _batch(model)
     model.save_pretrained(tmp_path / "losh")
     loaded = RVOSModel.from_pretrained(tmp_path / "losh").eval()
-    assert loaded.config.cross_attention == {"num_heads": 2, "gate_init": 0.3}
+    assert loaded.config.cross_attention == attention
+    assert loaded.config.criterion == model.config.criterion
     torch.testing.assert_close(loaded.predict(batch), model.predict(batch), rtol=0, atol=0)
 
 
@@ -297,9 +315,16 @@ def test_losh_config_errors() -> None:
         _model(intersection_weight=-1)
     with pytest.raises(ValueError, match="flow_loss must be one of"):
         _model(flow_loss="l2")
-    with pytest.raises(TypeError, match="cross_attention must be a dict"):
+    with pytest.raises(TypeError, match="cross_attention must be a LONG_SHORT_ATTENTIONS spec"):
         _model(cross_attention=3)
-    assert LoShConfig().cross_attention == {"num_heads": 8, "dropout": 0.0}
+    with pytest.raises(KeyError, match="unknown long-short attention 'x'.*long_short"):
+        _model(cross_attention={"name": "x"})
+    with pytest.raises(ValueError, match=r"\['dim'\] are set by the builder"):
+        _model(cross_attention={"name": "long_short", "dim": 8})
+    with pytest.raises(TypeError, match="flow estimator spec must be a dict"):
+        _model(flow_estimator=3)
+    assert LoShConfig().cross_attention == {"name": "long_short", "num_heads": 8, "dropout": 0.0}
+    assert LoShConfig().criterion["name"] == "losh"
 
 
 def test_losh_synthetic_recipe_trains_and_validates_with_the_flow_term(tmp_path) -> None:
@@ -316,7 +341,7 @@ def test_losh_synthetic_recipe_trains_and_validates_with_the_flow_term(tmp_path)
     assert val[0]["flow_backward"].shape == (3, 2, 32, 32)
     out = tmp_path / "run"
     code = main([
-        "train", "--config", "losh_synthetic", "--overrides", '{"flow_weight": 1.0}',
+        "train", "--config", "losh_synthetic", "--overrides", '{"criterion": {"flow_weight": 1.0}}',
         "--train-videos", "4", "--val-videos", "1", "--num-frames", "2", "--val-frames", "3",
         "--size", "32", "--batch-size", "2", "--epochs", "1", "--out", str(out),
         "--no-progress", "--overlays", "0", "--device", "cpu",

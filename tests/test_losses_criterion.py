@@ -8,10 +8,22 @@ import math
 import pytest
 import torch
 
-from rvoslib.losses.matching import HungarianMatcher
 from rvoslib.losses.set_criterion import LOSS_KEYS, SetCriterion, gather_matched
 
 ALPHA, GAMMA = 0.25, 2.0
+
+
+def _paper(name: str):
+    """The set criterion of a paper's criterion constant (its matcher: ``.matcher``)."""
+    from rvoslib.losses import CRITERIA
+    from rvoslib.models.architectures.mttr import MTTR_CRITERION
+    from rvoslib.models.architectures.query import plain_spec
+    from rvoslib.models.architectures.referformer import REFERFORMER_CRITERION
+    from rvoslib.models.architectures.soc import SOC_CRITERION
+
+    constants = {"mttr": MTTR_CRITERION, "referformer": REFERFORMER_CRITERION,
+                 "soc": SOC_CRITERION}  # fmt: skip
+    return CRITERIA.build(plain_spec(constants[name])).set_criterion
 
 
 def _sigmoid(x: float) -> float:
@@ -69,7 +81,7 @@ def test_softmax_terms_equal_a_hand_computation() -> None:
         "masks": torch.tensor(pred)[None, None],  # (1, 1, 2, 3, 2, 2)
     }
     targets = _targets(torch.tensor(gt)[None])  # (B=1, M=2, T=2, 2, 2)
-    criterion = SetCriterion.mttr()
+    criterion = _paper("mttr")
     assert criterion.match(outputs, targets).tolist() == [[[2, 0]]]
     match = {0: 2, 1: 0}  # target -> query
 
@@ -129,7 +141,7 @@ def test_focal_and_box_terms_equal_a_hand_computation_per_layer() -> None:
         "boxes": torch.tensor(boxes)[:, None],  # (2, 1, 2, 2, 4)
     }
     targets = _targets(torch.tensor(gt)[None, None])  # (1, 1, 2, 4, 4)
-    criterion = SetCriterion.referformer()
+    criterion = _paper("referformer")
     assert criterion.match(outputs, targets).tolist() == [[[0]], [[1]]]
 
     expected = dict.fromkeys(LOSS_KEYS, 0.0)
@@ -165,7 +177,7 @@ def _random_outputs(
 
 @pytest.mark.parametrize("preset", ["mttr", "referformer", "soc"])
 def test_nothing_visible_gives_finite_losses_and_gradients(preset: str) -> None:
-    criterion = getattr(SetCriterion, preset)()
+    criterion = _paper(preset)
     num_classes = 2 if preset == "mttr" else 1
     masks = torch.zeros(2, 1, 3, 8, 8)
     masks[0, 0, 1, 2:5, 2:5] = 1  # clip 0 visible in one frame; clip 1 never
@@ -188,7 +200,7 @@ def test_nothing_visible_gives_finite_losses_and_gradients(preset: str) -> None:
 
 
 def test_losses_are_invariant_to_the_order_of_the_queries() -> None:
-    criterion = SetCriterion.soc()
+    criterion = _paper("soc")
     outputs = _random_outputs(2, 2, 3, 5, 1, grad=False)
     masks = (torch.rand(2, 3, 3, 8, 8) > 0.5).float()
     targets = _targets(masks, referred_index=1)
@@ -202,7 +214,7 @@ def test_losses_are_invariant_to_the_order_of_the_queries() -> None:
 
 
 def test_layers_are_summed_and_invalid_frames_ignored() -> None:
-    criterion = SetCriterion.mttr()
+    criterion = _paper("mttr")
     one = _random_outputs(1, 1, 3, 4, 2, grad=False)
     two = {key: torch.cat((value, value)) for key, value in one.items()}
     targets = _targets((torch.rand(1, 2, 3, 8, 8) > 0.5).float())
@@ -218,7 +230,7 @@ def test_layers_are_summed_and_invalid_frames_ignored() -> None:
 
 
 def test_bfloat16_outputs_give_float32_losses() -> None:
-    criterion = SetCriterion.referformer()
+    criterion = _paper("referformer")
     outputs = {key: value.bfloat16() for key, value in _random_outputs(1, 1, 2, 3, 1).items()}
     masks = torch.zeros(1, 1, 2, 8, 8)
     masks[..., 1:4, 2:6] = 1
@@ -227,7 +239,7 @@ def test_bfloat16_outputs_give_float32_losses() -> None:
 
 
 def test_terms_with_a_given_assignment_and_zero_weights_omitted() -> None:
-    criterion = SetCriterion(HungarianMatcher.mttr(), {"class": 1.0, "dice": 0.0})
+    criterion = SetCriterion(_paper("mttr").matcher, {"class": 1.0, "dice": 0.0})
     outputs = _random_outputs(1, 1, 2, 3, 2, grad=False)
     targets = _targets((torch.rand(1, 1, 2, 8, 8) > 0.5).float())
     assignment = torch.tensor([[[2]]])
@@ -249,7 +261,7 @@ def test_gather_matched_equals_indexing() -> None:
 
 
 def test_criterion_errors() -> None:
-    matcher = HungarianMatcher.mttr()
+    matcher = _paper("mttr").matcher
     with pytest.raises(TypeError, match="matcher must be a HungarianMatcher, got dict"):
         SetCriterion({}, {"dice": 1.0})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="weights must be a dict, got list"):

@@ -14,7 +14,19 @@ from rvoslib.losses.long_short import (
     long_short_intersection_ratio,
     long_short_match_cost,
 )
-from rvoslib.losses.matching import HungarianMatcher
+
+
+def _paper(name: str):
+    """The set criterion of a paper's criterion constant (its matcher: ``.matcher``)."""
+    from rvoslib.losses import CRITERIA
+    from rvoslib.models.architectures.mttr import MTTR_CRITERION
+    from rvoslib.models.architectures.query import plain_spec
+    from rvoslib.models.architectures.referformer import REFERFORMER_CRITERION
+    from rvoslib.models.architectures.soc import SOC_CRITERION
+
+    constants = {"mttr": MTTR_CRITERION, "referformer": REFERFORMER_CRITERION,
+                 "soc": SOC_CRITERION}  # fmt: skip
+    return CRITERIA.build(plain_spec(constants[name])).set_criterion
 
 
 def _direct_ratio(long_mask: torch.Tensor, short_mask: torch.Tensor) -> float:
@@ -110,7 +122,7 @@ def test_match_cost_upsamples_before_thresholding_and_feeds_the_matcher() -> Non
         "referred": torch.ones(2, 1, dtype=torch.bool),
         "frame_valid": torch.ones(2, 2, dtype=torch.bool),
     }
-    matcher = HungarianMatcher.mttr()
+    matcher = _paper("mttr").matcher
     torch.testing.assert_close(
         matcher.cost(outputs, targets, cost), matcher.cost(outputs, targets) + cost
     )

@@ -30,6 +30,19 @@ from rvoslib.losses.matching import (
 # ----------------------------------------------------------------------------- boxes
 
 
+def _paper(name: str):
+    """The set criterion of a paper's criterion constant (its matcher: ``.matcher``)."""
+    from rvoslib.losses import CRITERIA
+    from rvoslib.models.architectures.mttr import MTTR_CRITERION
+    from rvoslib.models.architectures.query import plain_spec
+    from rvoslib.models.architectures.referformer import REFERFORMER_CRITERION
+    from rvoslib.models.architectures.soc import SOC_CRITERION
+
+    constants = {"mttr": MTTR_CRITERION, "referformer": REFERFORMER_CRITERION,
+                 "soc": SOC_CRITERION}  # fmt: skip
+    return CRITERIA.build(plain_spec(constants[name])).set_criterion
+
+
 def _loop_box(mask: torch.Tensor) -> list[float]:
     """Box of one (H, W) mask from its pixel coordinates, pixel-edge convention."""
     height, width = mask.shape
@@ -284,12 +297,12 @@ def test_matcher_class_cost_of_non_referred_and_invisible_frames() -> None:
 
 
 def test_presets_and_uses_boxes() -> None:
-    assert HungarianMatcher.mttr().weights == (2.0, 5.0, 0.0, 0.0, 0.0)
-    assert HungarianMatcher.referformer().weights == (2.0, 5.0, 2.0, 5.0, 2.0)
-    assert HungarianMatcher.soc().weights == (2.0, 5.0, 0.0, 2.0, 2.0)
-    assert not HungarianMatcher.mttr().uses_boxes and HungarianMatcher.soc().uses_boxes
-    assert HungarianMatcher.referformer().class_loss == "focal"
-    assert "giou=2" in repr(HungarianMatcher.soc())
+    assert _paper("mttr").matcher.weights == (2.0, 5.0, 0.0, 0.0, 0.0)
+    assert _paper("referformer").matcher.weights == (2.0, 5.0, 2.0, 5.0, 2.0)
+    assert _paper("soc").matcher.weights == (2.0, 5.0, 0.0, 2.0, 2.0)
+    assert not _paper("mttr").matcher.uses_boxes and _paper("soc").matcher.uses_boxes
+    assert _paper("referformer").matcher.class_loss == "focal"
+    assert "giou=2" in repr(_paper("soc").matcher)
 
 
 def test_assign_agrees_with_forward_and_one_host_transfer(monkeypatch) -> None:
@@ -299,7 +312,7 @@ def test_assign_agrees_with_forward_and_one_host_transfer(monkeypatch) -> None:
     }
     targets = _targets((torch.rand(2, 3, 2, 6, 8) > 0.5).float(), referred_index=1)
     targets["target_valid"][1, 2] = False
-    matcher = HungarianMatcher.mttr()
+    matcher = _paper("mttr").matcher
     prepared = prepare_targets(targets, with_boxes=False)
     calls = {"cpu": 0, "item": 0, "tolist": 0}
     for name in calls:
@@ -353,7 +366,7 @@ def _valid_inputs() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
 
 
 def test_matcher_errors() -> None:
-    matcher = HungarianMatcher.mttr()
+    matcher = _paper("mttr").matcher
     outputs, targets = _valid_inputs()
     too_many = _targets(torch.ones(2, 4, 2, 8, 8))
     too_many["target_valid"][0, 3] = False  # clip 0 has 3 real targets: fine
@@ -392,7 +405,7 @@ def test_matcher_errors() -> None:
         ValueError, match=r"extra_cost must broadcast to \(Ly, B, N, M\) = \(1, 1, 3, 2\)"
     ):
         matcher(outputs, targets, torch.zeros(1, 4, 2))
-    focal = HungarianMatcher.referformer()
+    focal = _paper("referformer").matcher
     focal_outputs = {**outputs, "is_referred": torch.zeros(1, 1, 2, 3, 1)}
     with pytest.raises(KeyError, match="outputs has no 'boxes'"):
         focal(focal_outputs, targets)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rvoslib
-from rvoslib import RVOSModel, create_model, list_presets
-from rvoslib.models import FusionModel
+from rvoslib import RVOSModel, SegmentationModel, VOSModel, create_model, list_presets
+from rvoslib.models import FusionModel, ModelInputs
 
 PRESETS = list_presets()
 HEAVY = {name for name in PRESETS if "tiny" not in name}
@@ -29,7 +29,7 @@ def _batch(model: RVOSModel, batch: int, frames: int, size: tuple[int, int]) -> 
     masks[:, :, size[0] // 4 : size[0] // 2, size[1] // 4 : size[1] // 2] = 1.0
     values = {"frames": torch.randn(batch, frames, 3, *size), "masks": masks,
               "valid": torch.ones(batch, frames, dtype=torch.bool)}  # fmt: skip
-    if model.task == "vos":
+    if "first_mask" in model.input_keys:
         values["first_mask"] = masks[:, 0]
     else:
         values["text_ids"], values["text_mask"] = _tokens(model, batch)
@@ -65,8 +65,9 @@ def test_every_preset_trains_and_round_trips(name, batch, frames, size, tmp_path
     model.eval()
     expected = model.predict(values)
     model.save_pretrained(tmp_path / "saved")
-    restored = RVOSModel.from_pretrained(tmp_path / "saved").eval()
-    if model.task == "rvos":
+    restored = SegmentationModel.from_pretrained(tmp_path / "saved").eval()
+    assert type(restored) is type(model)
+    if isinstance(model, RVOSModel):
         saved = model.config.replace(text_encoder={"tokenizer": None})
         assert restored.config.replace(text_encoder={"tokenizer": None}) == saved
     else:
@@ -182,8 +183,6 @@ def test_create_model_errors() -> None:
         create_model("nope")
     with pytest.raises(ValueError, match=r"\['hiden_dim'\] not fields of FusionConfig"):
         create_model("tiny", hiden_dim=3)
-    with pytest.raises(ValueError, match="'hidden_dim' is now the fusion spec's hidden_dim"):
-        create_model("tiny", hidden_dim=3)
     with pytest.raises(ValueError, match="no pretrained weights"):
         create_model("tiny", pretrained=True)
 
@@ -250,18 +249,91 @@ def test_composition_by_injection_saves_and_restores(tmp_path) -> None:
         torch.testing.assert_close(restored(frames, tokens["input_ids"]), logits, rtol=0, atol=0)
 
 
-def test_rvos_model_with_parts_is_a_deprecated_fusion_model() -> None:
+def test_rvos_model_is_an_abstract_base_without_redirection() -> None:
     parts = create_model("tiny")
-    with pytest.warns(DeprecationWarning, match="use|FusionModel"):
-        model = RVOSModel(
-            backbone=parts.backbone,
-            text_encoder=parts.text_encoder,
-            fusion=parts.fusion,
-            temporal=parts.temporal,
-            head=parts.head,
-        )
-    assert isinstance(model, FusionModel)
-    assert model.config == parts.config
+    with pytest.raises(TypeError):
+        RVOSModel(backbone=parts.backbone)  # 0.1's RVOSModel(backbone=...) no longer builds
+    assert issubclass(FusionModel, RVOSModel) and issubclass(RVOSModel, SegmentationModel)
+
+
+def test_inputs_declare_what_the_model_reads() -> None:
+    text_model, mask_model = create_model("tiny"), create_model("s2s-tiny")
+    assert text_model.inputs == ModelInputs(
+        "text", ("frames", "text_ids", "text_mask"), text_model.text_encoder.tokenizer, 16
+    )
+    assert mask_model.inputs == ModelInputs("first_mask", ("frames", "first_mask"))
+    assert (text_model.task, mask_model.task) == ("rvos", "vos")
+    assert isinstance(mask_model, VOSModel) and not hasattr(mask_model, "tokenize")
+    import pickle
+
+    tokenizer = pickle.loads(pickle.dumps(text_model.inputs.tokenizer))
+    assert tokenizer(["a red circle"], max_length=16, padding=True, truncation=True,
+                     return_tensors="pt")["input_ids"].shape[0] == 1  # fmt: skip
+
+
+def test_check_batch_says_which_input_the_model_takes() -> None:
+    text_model, mask_model = create_model("tiny"), create_model("s2s-tiny")
+    frames = torch.randn(1, 2, 3, 32, 32)
+    tokens = text_model.tokenize(["the red circle"])
+    text_batch = {"frames": frames, "text_ids": tokens["input_ids"]}
+    mask_batch = {"frames": frames, "first_mask": torch.ones(1, 32, 32)}
+    text_model.check_batch(text_batch)
+    mask_model.check_batch(mask_batch)
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"Seq2SeqModel \(architecture 'seq2seq'\) is a VOS model: it takes the first frame's "
+            r"mask, first_mask \(B, H, W\).*not text; the batch lacks \['first_mask'\]"
+        ),
+    ):
+        mask_model.forward_batch(text_batch)
+    with pytest.raises(
+        ValueError,
+        match=r"is a referring \(RVOS\) model: it takes text, "
+        r"text_ids .*not a first-frame mask; the batch lacks \['text_ids'\]",
+    ):
+        text_model.predict(mask_batch)
+
+
+def test_candidates_default_is_the_referred_mask_with_score_one() -> None:
+    model = create_model("tiny").eval()
+    tokens = model.tokenize(["the red circle"])
+    batch = {"frames": torch.randn(1, 2, 3, 32, 32), "text_ids": tokens["input_ids"]}
+    with torch.no_grad():
+        outputs = model.forward_batch(batch)
+    logits, scores = model.candidates(outputs)
+    assert torch.equal(logits, outputs["logits"]) and logits.shape == (1, 2, 1, 32, 32)
+    assert torch.equal(scores, torch.ones(1, 2, 1))
+
+
+def test_kind_specific_loading_names_the_other_kind(tmp_path) -> None:
+    create_model("s2s-tiny").save_pretrained(tmp_path / "vos")
+    create_model("tiny").save_pretrained(tmp_path / "rvos")
+    with pytest.raises(ValueError, match="RVOSModel cannot load .*Seq2SeqModel, a VOS model"):
+        RVOSModel.from_pretrained(tmp_path / "vos")
+    with pytest.raises(ValueError, match="VOSModel cannot load .*FusionModel, a referring model"):
+        VOSModel.from_pretrained(tmp_path / "rvos")
+    assert isinstance(VOSModel.from_pretrained(tmp_path / "vos"), VOSModel)
+    with pytest.raises(ValueError, match="FusionModel cannot load config of architecture "
+                       "'motion_fusion'"):  # fmt: skip
+        FusionModel.from_config(rvoslib.get_preset_config("tiny-motion"))
+
+
+def test_presets_registry_lists_filters_and_describes() -> None:
+    from rvoslib.models import PRESETS, register_preset
+
+    assert list_presets("mttr*") == ["mttr-swin-t", "mttr-tiny"]
+    assert list_presets() == PRESETS.names()
+    assert "quickstart" in PRESETS.describe("tiny-motion")
+    register_preset("test-tiny", lambda: rvoslib.get_preset_config("tiny"), "a copy")
+    try:
+        assert list_presets("test-*") == ["test-tiny"]
+        with pytest.raises(ValueError, match="preset 'test-tiny' already exists"):
+            register_preset("test-tiny", lambda: rvoslib.get_preset_config("tiny"))
+    finally:
+        PRESETS.unregister("test-tiny")
+    with pytest.raises(KeyError, match="unknown preset 'nope'"):
+        PRESETS.describe("nope")
 
 
 def test_saved_files_have_normal_permissions(tmp_path) -> None:

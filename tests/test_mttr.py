@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import rvoslib.models  # noqa: F401  (registers the built-in parts)
+from rvoslib.losses import query_targets
 from rvoslib.models import RVOSModel, TextFeatures
-from rvoslib.models.architectures.mttr import MTTRConfig, MTTRModel
-from rvoslib.models.architectures.query import query_targets
+from rvoslib.models.architectures.mttr import MTTR_CRITERION, MTTRConfig, MTTRModel
+from rvoslib.models.architectures.query import plain_spec
 from rvoslib.models.heads.mask_heads import KernelMaskHead
 from rvoslib.models.heads.pixel_decoders import TextFPNPixelDecoder
 from rvoslib.models.presets_query_mttr import (
@@ -26,6 +27,14 @@ from rvoslib.models.transformer.mttr import (
     MTTRTransformer,
     detr_sine_positions,
 )
+
+
+def _parts(config) -> dict:
+    """The parts of ``config``, built in its ``parts`` order as the one build path does."""
+    built: dict = {}
+    for name, part in config.part_slots().items():
+        built[name] = part.build(getattr(config, name), built, config, False)
+    return built
 
 
 def _text(batch: int, length: int, dim: int, real: int | None = None) -> TextFeatures:
@@ -256,11 +265,12 @@ def test_mttr_forward_backward_and_losses() -> None:
 
 
 def test_mttr_aux_loss_switch() -> None:
-    model = _tiny_model(aux_loss=False)
+    criterion = {**mttr_tiny().criterion, "aux_loss": False}
+    model = _tiny_model(criterion=criterion)
     batch = _batch(model)
     outputs = model.forward_batch(batch)
     last = {k: v[-1:] for k, v in outputs.items() if k != "logits"}
-    expected = model.criterion(last, query_targets(batch))
+    expected = model.criterion.set_criterion(last, query_targets(batch))
     terms = model.losses(outputs, batch)
     assert sorted(terms) == sorted(expected)
     for key, value in terms.items():
@@ -341,8 +351,10 @@ def test_mttr_swin_t_wiring_on_a_shrunk_backbone() -> None:
 def test_mttr_config_errors() -> None:
     with pytest.raises(ValueError, match=r"transformer_levels must be in \[1, 3\]"):
         RVOSModel.from_config(mttr_tiny().replace(transformer_levels=4))
-    parts = MTTRModel._build_parts(mttr_tiny(), pretrained=False)
-    other = MTTRModel._build_parts(mttr_tiny().replace(pixel_decoder={"out_channels": 4}), False)
+    with pytest.raises(ValueError, match=r"transformer_levels must be in \[1, 3\].*got 0"):
+        RVOSModel.from_config(mttr_tiny().replace(transformer_levels=0))
+    parts = _parts(mttr_tiny())
+    other = _parts(mttr_tiny().replace(pixel_decoder={"out_channels": 4}))
     with pytest.raises(ValueError, match="pixel_decoder gives 4 channels but mask_head expects 8"):
         MTTRModel(**{**parts, "pixel_decoder": other["pixel_decoder"]})
     with pytest.raises(ValueError, match="unknown MTTRConfig keys"):
@@ -351,8 +363,21 @@ def test_mttr_config_errors() -> None:
 
 def test_preset_functions() -> None:
     assert mttr_tiny().architecture == "mttr" and losh_tiny().architecture == "losh"
-    assert losh_mttr_swin_t().cross_attention is None and losh_mttr_swin_t().flow_weight == 0
+    swin_t = losh_mttr_swin_t()
+    assert swin_t.cross_attention is None and swin_t.criterion["flow_weight"] == 0
     # losh-tiny keeps LoSh's cross-attention but leaves the flow term off: it needs flow data
-    assert losh_tiny().cross_attention is not None and losh_tiny().flow_weight == 0
+    assert losh_tiny().cross_attention["name"] == "long_short"
+    assert losh_tiny().criterion["flow_weight"] == 0
+    assert mttr_tiny().criterion == plain_spec(MTTR_CRITERION)
     assert set(PRESET_DESCRIPTIONS) == {"mttr-swin-t", "mttr-tiny", "losh-mttr-swin-t",
                                         "losh-tiny"}  # fmt: skip
+
+
+def test_query_model_candidates_are_every_query_with_its_referred_probability() -> None:
+    model = _tiny_model().eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        outputs = model.forward_batch(batch)
+    logits, scores = model.candidates(outputs)
+    assert logits.shape == outputs["masks"].shape[1:] and scores.shape == logits.shape[:3]
+    torch.testing.assert_close(scores, outputs["is_referred"][-1].softmax(-1)[..., 0])

@@ -13,8 +13,16 @@ import torch
 import rvoslib.models  # noqa: F401  (registers the built-in parts)
 from rvoslib.models import BACKBONES, FUSIONS, HEADS, TEMPORAL_MODULES, TEXT_ENCODERS, TextFeatures
 from rvoslib.models.architectures import mttr as _mttr  # noqa: F401  (registers MTTR's parts)
-from rvoslib.models.presets import TINY_TEXT_CONFIG
-from rvoslib.models.registry import MASK_HEADS, PIXEL_DECODERS, TRANSFORMERS
+from rvoslib.models.presets_common import TINY_TEXT_CONFIG
+from rvoslib.models.registry import (
+    ADAPTERS,
+    DECODERS,
+    MASK_HEADS,
+    PIXEL_DECODERS,
+    TEXT_PROJECTIONS,
+    TRANSFORMERS,
+    Registry,
+)
 
 TINY_BERT = {**TINY_TEXT_CONFIG, "vocab_size": 128, "num_hidden_layers": 1, "hidden_size": 16,
              "intermediate_size": 32}  # fmt: skip
@@ -44,8 +52,15 @@ TINY_SPECS = {
     ("transformer", "mttr"): {"d_model": 16, "num_heads": 2, "num_encoder_layers": 1,
                               "num_decoder_layers": 2, "ffn_dim": 32, "num_queries": 3},
     ("pixel decoder", "fpn_text"): {"film": True},
+    ("decoder", "seq2seq"): {"channels": [8, 4], "kernel_size": 3},
 }  # fmt: skip
 VISUAL, TEXT, SIZE = 16, 12, 64
+#: The kinds of part this file has a tester for (one line per owner of registries).
+TESTED_KINDS = {
+    "backbone", "text encoder", "fusion", "temporal module", "head", "transformer",
+    "pixel decoder", "mask head",
+    "decoder", "adapter", "text projection", "criterion",  # seq2seq parts, text projection
+}  # fmt: skip
 
 
 def _builtin(registry) -> list[str]:
@@ -226,3 +241,86 @@ def test_mask_heads(name: str) -> None:
     masks.pow(2).mean().backward()
     _check_gradients(part)
     _round_trip(MASK_HEADS, part, injected, _Runner(inputs, lambda p, x: p(*x)))
+
+
+@pytest.mark.parametrize("name", _builtin(DECODERS))
+def test_decoders(name: str) -> None:
+    torch.manual_seed(0)
+    injected = {"in_channels": 8}
+    part = DECODERS.build(_spec(DECODERS, name), **injected)
+
+    def inputs():
+        return torch.randn(3, 8, 4, 5)
+
+    logits = part(inputs(), output_size=(19, 23))
+    assert logits.shape == (3, 1, 19, 23)
+    logits.pow(2).mean().backward()
+    _check_gradients(part)
+    run = _Runner(inputs, lambda p, x: p(x, output_size=(16, 20)))
+    _round_trip(DECODERS, part, injected, run)
+
+
+@pytest.mark.parametrize("name", _builtin(ADAPTERS))
+@pytest.mark.parametrize("channels", [(4, 3), (6, 6)])
+def test_adapters(name: str, channels: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    injected = {"in_channels": channels[0], "out_channels": channels[1]}
+    if name == "identity" and channels[0] != channels[1]:
+        with pytest.raises(ValueError, match="adapter 'identity' cannot map 4 to 3 channels"):
+            ADAPTERS.build(_spec(ADAPTERS, name), **injected)
+        return
+    part = ADAPTERS.build(_spec(ADAPTERS, name), **injected)
+    features = torch.randn(2, channels[0], 5, 6, requires_grad=True)
+    out = part(features)
+    assert out.shape == (2, channels[1], 5, 6)
+    out.pow(2).mean().backward()
+    assert features.grad is not None and features.grad.isfinite().all()
+    _check_gradients(part)
+    _round_trip(ADAPTERS, part, injected, _Runner(lambda: torch.randn(2, channels[0], 5, 6),
+                                                  lambda p, x: p(x)))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", _builtin(TEXT_PROJECTIONS))
+def test_text_projections(name: str) -> None:
+    torch.manual_seed(0)
+    injected = {"in_dim": 16, "out_dim": TEXT}
+    part = TEXT_PROJECTIONS.build(_spec(TEXT_PROJECTIONS, name), **injected)
+    out = part(torch.randn(2, 4, 16))
+    assert out.shape == (2, 4, TEXT)
+    out.pow(2).mean().backward()
+    _check_gradients(part)
+    _round_trip(TEXT_PROJECTIONS, part, injected, _Runner(lambda: torch.randn(2, 4, 16),
+                                                          lambda p, x: p(x)))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["mask", "first_frame_mask"])
+def test_mask_criteria(name: str) -> None:
+    """The criteria of one-mask models: named terms of ``(outputs, batch)``, gradients reach
+    the logits, and the saved spec rebuilds the same terms."""
+    from rvoslib.losses.registry import CRITERIA
+
+    torch.manual_seed(0)
+    part = CRITERIA.build({"name": name, "dice_weight": 0.5})
+    logits = torch.randn(2, 3, 1, 8, 8, requires_grad=True)
+    batch = {"masks": (torch.rand(2, 3, 8, 8) > 0.5).float(),
+             "valid": torch.tensor([[True, True, False], [True, True, True]])}  # fmt: skip
+    terms = part({"logits": logits}, batch)
+    assert terms and all(v.ndim == 0 and v.isfinite() for v in terms.values())
+    sum(terms.values()).backward()
+    assert logits.grad is not None and logits.grad.isfinite().all()
+    rebuilt = CRITERIA.build(CRITERIA.spec_of(part))
+    again = rebuilt({"logits": logits.detach()}, batch)
+    assert {k: v.item() for k, v in again.items()} == {k: v.item() for k, v in terms.items()}
+
+
+def test_every_registry_has_a_tester() -> None:
+    import rvoslib.losses.registry as criteria
+    import rvoslib.models.registry as registries
+
+    kinds = {
+        value.kind
+        for module in (registries, criteria)
+        for value in vars(module).values()
+        if isinstance(value, Registry) and value.kind != "architecture"
+    }
+    assert kinds <= TESTED_KINDS, f"registries without a tester: {sorted(kinds - TESTED_KINDS)}"

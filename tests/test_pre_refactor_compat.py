@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rvoslib import create_model
-from rvoslib.models.base import RVOSModel
+from rvoslib.models.base import SegmentationModel
 
 FIXTURES = Path(__file__).parent / "data" / "pre_refactor"
 _spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
@@ -51,7 +51,7 @@ def test_checkpoint_saved_before_loads_with_identical_outputs(name, tmp_path):
     layout = json.loads((folder / "weights.json").read_text())
     save_file(make_fixtures.synthetic_state(layout), str(folder / "model.safetensors"))
     expected = load_file(str(folder / "expected.safetensors"))
-    model = RVOSModel.from_pretrained(folder).eval()
+    model = SegmentationModel.from_pretrained(folder).eval()
     batch = {k[6:]: v for k, v in expected.items() if k.startswith("input.")}
     with torch.no_grad():
         outputs = model.forward_batch(batch)

@@ -30,6 +30,14 @@ SMALL_TRANSFORMER = {
 }  # fmt: skip
 
 
+def _parts(config) -> dict:
+    """The parts of ``config``, built in its ``parts`` order as the one build path does."""
+    built: dict = {}
+    for name, part in config.part_slots().items():
+        built[name] = part.build(getattr(config, name), built, config, False)
+    return built
+
+
 def _text(batch: int = 1, length: int = 3, dim: int = 12) -> TextFeatures:
     mask = torch.ones(batch, length, dtype=torch.bool)
     return TextFeatures(torch.randn(batch, dim), torch.randn(batch, length, dim), mask)
@@ -135,7 +143,7 @@ def test_save_and_load_round_trip(model: ReferFormerModel, tmp_path) -> None:
     model.save_pretrained(tmp_path / "referformer")
     loaded = RVOSModel.from_pretrained(tmp_path / "referformer").eval()
     assert isinstance(loaded, ReferFormerModel)
-    for field in ("backbone", "transformer", "pixel_decoder", "mask_head", "loss", "matcher"):
+    for field in ("backbone", "transformer", "pixel_decoder", "mask_head", "criterion"):
         assert getattr(loaded.config, field) == getattr(model.config, field)
     batch = _batch(model)
     with torch.no_grad():
@@ -146,11 +154,11 @@ def test_save_and_load_round_trip(model: ReferFormerModel, tmp_path) -> None:
 
 
 def test_parts_that_do_not_fit_are_named() -> None:
-    parts = ReferFormerModel._build_parts(referformer_tiny(), pretrained=False)
+    parts = _parts(referformer_tiny())
     parts["mask_head"] = CondInstMaskHead(query_dim=32, pixel_channels=8)
     with pytest.raises(ValueError, match="transformer gives 64 channels but mask_head expects 32"):
         ReferFormerModel(**parts)
-    parts = ReferFormerModel._build_parts(referformer_tiny(), pretrained=False)
+    parts = _parts(referformer_tiny())
     parts["pixel_decoder"] = CrossModalFPNDecoder([16, 64, 64, 64], text_dim=64, conv_dim=8)
     with pytest.raises(ValueError, match="pixel_decoder expects"):
         ReferFormerModel(**parts)

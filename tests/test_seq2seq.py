@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvoslib.losses.registry import CRITERIA
 from rvoslib.models.architectures.seq2seq import (
     FIRST_FRAME_LOGIT,
     Seq2SeqConfig,
@@ -18,8 +19,8 @@ from rvoslib.models.architectures.seq2seq import (
     check_first_mask,
 )
 from rvoslib.models.backbones.vgg import VGGBackbone
-from rvoslib.models.base import RVOSModel
-from rvoslib.models.registry import BACKBONES, TEMPORAL_MODULES
+from rvoslib.models.base import SegmentationModel, VOSModel
+from rvoslib.models.registry import ADAPTERS, BACKBONES, DECODERS, TEMPORAL_MODULES
 
 TINY_VGG = {"name": "tinyvgg", "out_strides": [4], "channels": [8, 8, 8, 8, 8]}
 
@@ -29,15 +30,14 @@ def tiny_config(**changes) -> Seq2SeqConfig:
         initializer={**TINY_VGG, "in_channels": 4},
         encoder=dict(TINY_VGG),
         state_channels=8,
-        decoder_channels=[8, 8],
-        decoder_kernel_size=3,
-        loss={"bce_weight": 1.0, "dice_weight": 0.5},
+        decoder={"name": "seq2seq", "channels": [8, 8], "kernel_size": 3},
+        criterion={"name": "first_frame_mask", "dice_weight": 0.5},
     )
     return config.replace(**changes) if changes else config
 
 
 def tiny_model(**changes) -> Seq2SeqModel:
-    model = RVOSModel.from_config(tiny_config(**changes))
+    model = SegmentationModel.from_config(tiny_config(**changes))
     assert isinstance(model, Seq2SeqModel)
     return model
 
@@ -207,7 +207,7 @@ def test_backward_reaches_every_part() -> None:
 
 
 def test_losses_match_bce_over_frames_after_the_first() -> None:
-    model = tiny_model(loss={"bce_weight": 2.0, "dice_weight": 0.0})
+    model = tiny_model(criterion={"name": "first_frame_mask", "bce_weight": 2.0})
     batch = make_batch(2, 4)
     batch["valid"][1, 2] = False
     logits = torch.randn(2, 4, 1, 32, 32)
@@ -229,7 +229,7 @@ def test_losses_match_bce_over_frames_after_the_first() -> None:
 
 
 def test_losses_respect_void_and_single_frame() -> None:
-    model = tiny_model(loss={"bce_weight": 1.0, "dice_weight": 0.0})
+    model = tiny_model(criterion={"name": "first_frame_mask"})
     batch = make_batch(1, 2)
     logits = torch.randn(1, 2, 1, 32, 32)
     batch["void"] = torch.zeros(1, 2, 32, 32, dtype=torch.bool)
@@ -278,8 +278,8 @@ def test_save_and_restore_round_trip(tmp_path: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "seq2seq" and config["temporal"]["name"] == "convlstm"
     assert config["initializer"]["in_channels"] == 4
-    restored = RVOSModel.from_pretrained(folder).eval()
-    assert isinstance(restored, Seq2SeqModel) and restored.task == "vos"
+    restored = VOSModel.from_pretrained(folder).eval()
+    assert isinstance(restored, Seq2SeqModel) and restored.inputs.kind == "first_mask"
     for gate in ("input", "forget", "output"):
         name = f"peephole_{gate}"
         torch.testing.assert_close(
@@ -294,16 +294,28 @@ def test_default_config_is_vgg16_seed_003() -> None:
     config = Seq2SeqConfig()
     assert config.initializer == {"name": "vgg16", "in_channels": 4, "out_strides": [32]}
     assert config.encoder["name"] == "vgg16" and config.temporal == {"name": "convlstm"}
-    assert (config.state_channels, config.decoder_channels) == (512, [512, 256, 128, 64, 64])
-    assert config.decoder_kernel_size == 5
+    assert config.state_channels == 512
+    assert config.decoder == {"name": "seq2seq", "channels": [512, 256, 128, 64, 64],
+                              "kernel_size": 5}  # fmt: skip
+    assert config.input_adapter == {"name": "identity"}
+    assert config.criterion == {"name": "first_frame_mask"}
 
 
 def test_any_registered_backbone_with_the_seed_adapter() -> None:
     spec = {"name": "tinycnn", "out_strides": [8], "channels": [8, 8, 8, 8], "refine_last": False}
-    model = tiny_model(initializer=spec, encoder=spec, decoder_channels=[8, 8, 8])
+    model = tiny_model(
+        initializer=spec,
+        encoder=spec,
+        input_adapter={"name": "conv_bn_relu", "kernel_size": 3},
+        decoder={"name": "seq2seq", "channels": [8, 8, 8], "kernel_size": 3},
+    )
     assert isinstance(model.initializer_input, nn.Sequential)  # conv 4 -> 3 + BN + ReLU
     assert model.initializer_input[0].in_channels == 4
+    assert model.input_adapter is model.initializer_input
+    assert model.config.input_adapter == {"name": "conv_bn_relu", "kernel_size": 3}
     assert isinstance(tiny_model().initializer_input, nn.Identity)
+    with pytest.raises(ValueError, match="adapter 'identity' cannot map 4 to 3 channels"):
+        tiny_model(initializer=spec, encoder=spec)
     batch = make_batch(1, 2)
     assert model(batch["frames"], batch["first_mask"]).shape == (1, 2, 1, 32, 32)
 
@@ -328,12 +340,33 @@ def test_decoder_blocks() -> None:
 
 def test_no_text_interface() -> None:
     model = tiny_model()
-    with pytest.raises(TypeError, match=r"is a VOS model .*first_mask \(B, H, W\), not text"):
-        model.tokenize(["the cat"])
-    with pytest.raises(TypeError, match="Seq2SeqModel.encode_text: architecture 'seq2seq'"):
-        model.encode_text(torch.ones(1, 3, dtype=torch.long))
-    with pytest.raises(TypeError, match="VOS model"):
-        model.forward_with_text(torch.randn(1, 2, 3, 32, 32), None)
+    assert isinstance(model, VOSModel)
+    for name in ("tokenize", "encode_text", "forward_with_text", "text_encoder"):
+        assert not hasattr(model, name), name
+    assert model.inputs.tokenizer is None and model.inputs.max_length is None
+    frames = torch.randn(1, 2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"is a VOS model: .*first_mask \(B, H, W\).*not text"):
+        model.predict({"frames": frames, "text_ids": torch.ones(1, 3, dtype=torch.long)})
+
+
+def test_registered_decoder_adapters_and_criterion() -> None:
+    decoder = DECODERS.build({"name": "seq2seq", "channels": [8], "kernel_size": 3}, in_channels=4)
+    assert isinstance(decoder, Seq2SeqDecoder)
+    assert DECODERS.spec_of(decoder) == {"name": "seq2seq", "channels": [8], "kernel_size": 3}
+    conv = ADAPTERS.build({"name": "conv"}, in_channels=4, out_channels=2)
+    assert conv(torch.randn(1, 4, 5, 5)).shape == (1, 2, 5, 5) and conv.bias is not None
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd int, got 2"):
+        ADAPTERS.build({"name": "conv_bn_relu", "kernel_size": 2}, in_channels=4, out_channels=2)
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd int, got 0"):
+        ADAPTERS.build({"name": "conv", "kernel_size": 0}, in_channels=4, out_channels=2)
+    criterion = CRITERIA.build({"name": "first_frame_mask", "dice_weight": 0.5})
+    assert CRITERIA.spec_of(criterion) == {
+        "name": "first_frame_mask",
+        "bce_weight": 1.0,
+        "dice_weight": 0.5,
+    }
+    with pytest.raises(KeyError, match="unknown criterion 'nope'; registered criterions: .*mask"):
+        tiny_model(criterion={"name": "nope"})
 
 
 def test_bad_inputs() -> None:
@@ -349,9 +382,9 @@ def test_bad_inputs() -> None:
         model(batch["frames"], [[0, 1]])
     with pytest.raises(ValueError, match=r"frames must be \(B, T, 3, H, W\), got \(2, 3, 32, 32\)"):
         model(batch["frames"][:, 0], batch["first_mask"])
-    with pytest.raises(KeyError, match=r"batch lacks \['first_mask'\].*a VOS batch holds"):
+    with pytest.raises(ValueError, match=r"first_mask \(B, H, W\).*lacks \['first_mask'\]"):
         model.forward_batch({"frames": batch["frames"]})
-    with pytest.raises(KeyError, match=r"batch lacks \['masks'\]"):
+    with pytest.raises(KeyError, match=r"criterion 'first_frame_mask' needs batch\['masks'\]"):
         model.losses({"logits": torch.zeros(2, 3, 1, 32, 32)}, {"frames": batch["frames"]})
     with pytest.raises(ValueError, match=r"batch\['masks'\] must be \(B, T, H, W\) = "):
         model.losses({"logits": torch.zeros(2, 3, 1, 32, 32)}, {"masks": torch.zeros(2, 3, 8, 8)})
@@ -368,21 +401,21 @@ def test_bad_inputs() -> None:
 def test_parts_that_do_not_fit() -> None:
     with pytest.raises(ValueError, match="initializer's coarsest stride 4 differs from the encod"):
         tiny_model(encoder={**TINY_VGG, "out_strides": [8]})
-    with pytest.raises(ValueError, match="initializer takes 5 input channels; seq2seq needs 4"):
+    with pytest.raises(ValueError, match="adapter 'identity' cannot map 4 to 5 channels"):
         tiny_model(initializer={**TINY_VGG, "in_channels": 5})
     with pytest.raises(ValueError, match="has no forward_with_state"):
         tiny_model(temporal={"name": "identity"})
     lstm = TEMPORAL_MODULES.build({"name": "convlstm", "hidden_channels": 4}, channels=8)
-    parts = {
-        "initializer": BACKBONES.build({**TINY_VGG, "in_channels": 4}),
-        "encoder": BACKBONES.build(TINY_VGG),
-    }
+    built = tiny_model()
+    parts = {name: getattr(built, name) for name in tiny_config().part_slots()}
     with pytest.raises(ValueError, match="hidden_channels=4 but state_channels is 8"):
-        Seq2SeqModel(**parts, temporal=lstm, state_channels=8, decoder_channels=[8])
-    lstm8 = TEMPORAL_MODULES.build({"name": "convlstm"}, channels=8)
-    with pytest.raises(ValueError, match=r"loss has unknown keys \['focal_weight'\]"):
-        Seq2SeqModel(**parts, temporal=lstm8, state_channels=8, loss={"focal_weight": 1.0})
-    with pytest.raises(ValueError, match="decoder_channels must be positive widths"):
-        tiny_model(decoder_channels=[])
-    with pytest.raises(ValueError, match="decoder_kernel_size must be a positive odd int, got 4"):
-        tiny_model(decoder_kernel_size=4)
+        Seq2SeqModel(**{**parts, "temporal": lstm}, state_channels=8)
+    adapter = ADAPTERS.build({"name": "identity"}, in_channels=3, out_channels=3)
+    with pytest.raises(
+        ValueError, match="input_adapter gives 3 channels but initializer expects 4"
+    ):
+        Seq2SeqModel(**{**parts, "input_adapter": adapter}, state_channels=8)
+    with pytest.raises(ValueError, match="decoder channels must be positive widths"):
+        tiny_model(decoder={"name": "seq2seq", "channels": []})
+    with pytest.raises(ValueError, match="decoder kernel_size must be a positive odd int, got 4"):
+        tiny_model(decoder={"name": "seq2seq", "channels": [8], "kernel_size": 4})

@@ -5,11 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rvoslib.losses import query_targets
 from rvoslib.losses.matching import prepare_targets
-from rvoslib.models.architectures.query import query_targets
 from rvoslib.models.architectures.soc import SOCConfig, SOCModel
 from rvoslib.models.base import RVOSModel
 from rvoslib.models.presets_query_deformable import soc_tiny
+
+
+def _parts(config) -> dict:
+    """The parts of ``config``, built in its ``parts`` order as the one build path does."""
+    built: dict = {}
+    for name, part in config.part_slots().items():
+        built[name] = part.build(getattr(config, name), built, config, False)
+    return built
 
 
 def _batch(model: RVOSModel, batch: int = 2, frames: int = 3, size: int = 64) -> dict:
@@ -155,7 +163,7 @@ def test_save_and_load_round_trip(model: SOCModel, tmp_path) -> None:
     model.save_pretrained(tmp_path / "soc")
     loaded = RVOSModel.from_pretrained(tmp_path / "soc").eval()
     assert isinstance(loaded, SOCModel)
-    for field in ("transformer", "pixel_decoder", "voc", "contrastive_weight", "loss", "matcher"):
+    for field in ("transformer", "pixel_decoder", "voc", "criterion"):
         assert getattr(loaded.config, field) == getattr(model.config, field)
     batch = _batch(model)
     with torch.no_grad():
@@ -169,12 +177,23 @@ def test_config_and_options() -> None:
     config = soc_tiny()
     assert SOCConfig.from_dict(config.to_dict()) == config
     assert SOCConfig().transformer == {"name": "deformable_soc"}
-    no_contrastive = SOCModel.from_config(config.replace(contrastive_weight=0.0))
+    criterion = {**config.criterion, "contrastive_weight": 0.0}
+    no_contrastive = SOCModel.from_config(config.replace(criterion=criterion))
     batch = _batch(no_contrastive, batch=1, frames=2)
     losses = no_contrastive.losses(no_contrastive.forward_batch(batch), batch)
     assert "contrastive" not in losses
-    parts = SOCModel._build_parts(config, pretrained=False)
-    with pytest.raises(ValueError, match=r"unknown voc keyword\(s\) \['dim'\]"):
-        SOCModel(**parts, voc={"dim": 32})
+    parts = _parts(config)
+    with pytest.raises(ValueError, match=r"\['dim'\] are set by the builder"):
+        SOCModel(**parts, voc={"name": "voc", "dim": 32})
+    with pytest.raises(
+        ValueError,
+        match=r"unknown keyword\(s\) \['layers'\]; it accepts: "
+        r"num_encoder_layers, num_decoder_layers, num_heads, ffn_dim, dropout",
+    ):
+        SOCModel(**parts, voc={"name": "voc", "layers": 2})
+    with pytest.raises(KeyError, match="unknown video object cluster 'vocx'.*voc"):
+        SOCModel(**parts, voc={"name": "vocx"})
     with pytest.raises(ValueError, match="contrastive_weight must be a number >= 0, got -1"):
-        SOCModel(**parts, contrastive_weight=-1)
+        SOCModel.from_config(
+            config.replace(criterion={**config.criterion, "contrastive_weight": -1})
+        )

@@ -311,15 +311,17 @@ def test_max_time_stops_early_but_still_validates() -> None:
 
 
 def test_predict_in_chunks_equals_one_pass() -> None:
-    from rvoslib.inference import predict_in_chunks
-
     model = small_model().eval()
     tokens = model.tokenize(["the red circle"])
     video = torch.randn(1, 5, 3, 32, 32)
+    batch = {
+        "frames": video,
+        "text_ids": tokens["input_ids"],
+        "text_mask": tokens["attention_mask"],
+    }
     with torch.no_grad():
         whole = model(video, tokens["input_ids"], tokens["attention_mask"])
-        chunked = predict_in_chunks(model, video, tokens["input_ids"], tokens["attention_mask"], 5)
-        pieces = predict_in_chunks(model, video, tokens["input_ids"], tokens["attention_mask"], 2)
+    chunked, pieces = model.predict(batch, 5), model.predict(batch, 2)
     torch.testing.assert_close(chunked, whole)
     assert pieces.shape == whole.shape and pieces.dtype == torch.float32
 
@@ -327,7 +329,7 @@ def test_predict_in_chunks_equals_one_pass() -> None:
 def test_write_overlay_strips(tmp_path) -> None:
     from PIL import Image
 
-    from rvoslib.data import RVOSCollator
+    from rvoslib.data import collator_for
     from rvoslib.viz import write_overlay_strips
 
     model = small_model()
@@ -336,7 +338,7 @@ def test_write_overlay_strips(tmp_path) -> None:
         small_data(videos=2, frames=4, seed=3),
         tmp_path,
         5,
-        collate_fn=RVOSCollator(model.text_encoder),
+        collate_fn=collator_for(model.inputs),
         frames_per_strip=2,
     )
     assert len(paths) == 2 and all(p.is_file() for p in paths)

@@ -1,21 +1,27 @@
 """The ``rvos`` command line (also ``python -m rvoslib``).
 
-Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which registers
-the subcommand and sets ``func``) and is registered in :data:`SUBCOMMANDS`. Exit codes: 0
-success; 2 bad input (the message names the argument, file or value); 3 a training run whose
-steps were skipped for non-finite values, or stopped by them.
+Each subcommand lives in its own module (:data:`SUBCOMMANDS`) exposing ``command_line(argv)``
+(a :class:`~rvoslib.cli.options.CommandLine`, jsonargparse underneath) and ``run(args)``;
+only the module of the subcommand given is imported, so ``rvos --help`` and every ``--help``
+start fast. Exit codes: 0 success; 2 bad input (the message names the
+argument, file or value); 3 a training run whose steps were skipped for non-finite values, or
+stopped by them.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rvoslib.version import __version__
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+if TYPE_CHECKING:
+    from rvoslib.cli.options import CommandLine
+
+__all__ = ["SUBCOMMANDS", "main", "top_level"]
 
 #: subcommand name -> module that implements it
 SUBCOMMANDS = {
@@ -25,68 +31,87 @@ SUBCOMMANDS = {
     "export": "rvoslib.cli.export",
     "bench": "rvoslib.cli.bench",
 }
+_SUMMARIES = {
+    "train": "train a model (runs the quickstart recipe by default)",
+    "eval": "evaluate a checkpoint or a folder of predictions (J, F, J&F)",
+    "predict": "segment objects in a video (by expression or first-frame mask)",
+    "export": "export a model to ONNX / TorchScript / torch.export",
+    "bench": "benchmark forward/backward/train step/inference",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``rvos`` argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="rvos", description="Referring video object segmentation with rvoslib."
+def top_level() -> CommandLine:
+    """The parser of ``rvos``'s own options (those before the subcommand)."""
+    from rvoslib.cli.options import CommandLine
+
+    commands = "\n".join(f"  {name:<9} {summary}" for name, summary in _SUMMARIES.items())
+    cli = CommandLine(
+        "rvos",
+        "Referring video object segmentation with rvoslib: rvos [OPTIONS] COMMAND ...\n\n"
+        f"commands (rvos COMMAND --help shows its options and their defaults):\n{commands}",
     )
-    parser.add_argument("--version", action="version", version=f"rvoslib {__version__}")
-    parser.add_argument(
+    cli.add(
         "--import",
         dest="imports",
         action="append",
         default=[],
         metavar="MODULE",
-        help="import a Python module first, e.g. one that registers your own model parts",
+        help="import a Python module first, e.g. one that registers your own model parts, "
+        "presets or datasets (repeatable)",
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMANDS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue
-        module.add_parser(subparsers)
-    return parser
+    cli.add("--version", action="store_true", help="print the version and exit")
+    return cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rvos`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    for module_name in _imports(argv):  # before the parser: they may register choices
-        importlib.import_module(module_name)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    position = next((i for i, token in enumerate(argv) if token in SUBCOMMANDS), len(argv))
+    head, command, rest = argv[:position], argv[position : position + 1], argv[position + 1 :]
+    top = top_level()
+    if top.wants_help(head):
+        print(top.format_help(), end="")
+        return 0
+    try:
+        options = top.parse(head)
+    except ValueError as error:
+        return _fail("", error)
+    if options.version:
+        print(f"rvoslib {__version__}")
+        return 0
+    if not command:
+        print(top.format_help(), end="", file=sys.stderr)
         return 2
-    args._argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own arguments
+    for module_name in options.imports:  # before the parser: they may register choices
+        importlib.import_module(module_name)
+    name = command[0]
+    module = importlib.import_module(SUBCOMMANDS[name])
+    try:
+        cli = module.command_line(rest)
+        if cli.wants_help(rest):
+            print(cli.format_help(), end="")
+            return 0
+        with warnings.catch_warnings(record=True) as caught:  # deprecated options
+            warnings.simplefilter("always")
+            args = cli.parse(rest)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return _fail(name, error)
+    for warning in caught:
+        print(f"rvos {name}: warning: {warning.message}", file=sys.stderr)
     from rvoslib.training.run_folder import RunLockedError
     from rvoslib.training.step import NonFiniteLossError
 
     try:
-        result = args.func(args)
+        result = module.run(args)
     except NonFiniteLossError as error:
-        print(f"rvos {args.command}: error: {error}", file=sys.stderr)
+        print(f"rvos {name}: error: {error}", file=sys.stderr)
         return 3
     except (OSError, ValueError, KeyError, TypeError, RunLockedError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"rvos {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(name, error)
     return int(result or 0)
 
 
-def _imports(argv: Sequence[str]) -> list[str]:
-    """The modules named by ``--import MODULE`` / ``--import=MODULE`` before the subcommand."""
-    names = []
-    for index, token in enumerate(argv):
-        if token in SUBCOMMANDS:
-            break
-        if token == "--import" and index + 1 < len(argv):
-            names.append(argv[index + 1])
-        elif token.startswith("--import="):
-            names.append(token.split("=", 1)[1])
-    return names
+def _fail(command: str, error: Exception) -> int:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    print(f"rvos{' ' + command if command else ''}: error: {message}", file=sys.stderr)
+    return 2

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
-import sys
+from collections.abc import Sequence
+from typing import Any
 
 from rvoslib._io import atomic_write_text
+from rvoslib.cli.options import CommandLine
 
-__all__ = ["add_parser", "format_table", "run"]
+__all__ = ["command_line", "format_table", "run"]
 
 COLUMNS = (
     ("mode", "{}"),
@@ -25,33 +26,33 @@ COLUMNS = (
 )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``rvos bench``."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="benchmark forward/backward/train step/inference",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def command_line(argv: Sequence[str] = ()) -> CommandLine:
+    """The parser of ``rvos bench``."""
+    cli = CommandLine("rvos bench", __doc__)
+    cli.add("--device", default="auto", help="cpu, cuda or auto")
+    cli.add(
+        "--preset", default=None, help="the model preset (default: seed-r50 on CUDA, tiny on CPU)"
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--preset", default=None, help="default: seed-r50 on CUDA, tiny on CPU")
-    parser.add_argument("--batch", type=int, default=4, help="clips per step")
-    parser.add_argument("--frames", type=int, default=8, help="frames per clip")
-    parser.add_argument("--size", type=int, default=384, help="square frame size")
-    parser.add_argument("--text-length", type=int, default=20)
-    parser.add_argument("--modes", default="reference,fp32,fast", help="comma-separated")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--no-compile", action="store_true", help="no torch.compile in fast mode")
-    parser.add_argument(
+    cli.add("--batch", type=int, default=4, help="clips per step")
+    cli.add("--frames", type=int, default=8, help="frames per clip")
+    cli.add("--size", type=int, default=384, help="square frame size")
+    cli.add("--text-length", type=int, default=20, help="tokens per expression")
+    cli.add(
+        "--modes",
+        default="reference,fp32,fast",
+        help="comma-separated modes of rvoslib.benchmark.MODES",
+    )
+    cli.add("--warmup", type=int, default=5, help="untimed runs before the timed ones")
+    cli.add("--repeats", type=int, default=20, help="timed runs (the median is reported)")
+    cli.add("--no-compile", action="store_true", help="no torch.compile in fast mode")
+    cli.add(
         "--compile-mode",
         default=None,
         help="torch.compile mode of the fast path (default: reduce-overhead, i.e. CUDA graphs)",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (CI)")
-    parser.add_argument("--json", help="write the rows to this JSON file")
-    parser.set_defaults(func=run)
-    return parser
+    cli.add("--quick", action="store_true", help="small sizes, few repeats (CI)")
+    cli.add("--json", default=None, help="write the rows to this JSON file")
+    return cli
 
 
 def format_table(rows: list[dict]) -> str:
@@ -64,7 +65,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     """Run the benchmark, print a table and optionally write JSON."""
     import torch
 
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         compile_model=not args.no_compile,
         compile_mode=args.compile_mode,
     )
-    command = "rvos bench " + " ".join(shlex.quote(a) for a in getattr(args, "_argv", sys.argv[2:]))
+    command = "rvos bench " + " ".join(shlex.quote(a) for a in args._argv)
     rows = []
     for result in results:
         result.command = command

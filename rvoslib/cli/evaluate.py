@@ -1,120 +1,131 @@
 """``rvos eval``: J, F and J&F of a checkpoint (or of a folder of predictions) on a dataset.
 
+The data options are those of ``rvos train`` (``--dataset --task --root --size --num-frames
+--val-videos --val-frames --attributes ...``, the fields of DataConfig) and the dataset is
+built the same way (rvoslib.data.build_eval_dataset): synthetic data with ``--seed S`` is the
+held-out set of a training run with seed S. The old names --data, --split, --videos and
+--frames still work and warn (--frames sets --val-frames and --num-frames).
+
 Predictions are cropped to the frames (the evaluation transform's padding removed), resized to
 the frames' original size, thresholded, and scored there. Protocols:
 
-* ``all``: every frame of every (video, expression), averaged over expressions;
-* ``semi-supervised``: the official DAVIS semi-supervised frames (first and last left out);
-* ``refer-davis`` (the default for Ref-DAVIS17): ReferFormer's protocol: the expressions of a
+* all: every frame of every (video, expression), averaged over expressions;
+* semi-supervised: the official DAVIS semi-supervised frames (first and last left out);
+* refer-davis (the default for Ref-DAVIS17): ReferFormer's protocol: the expressions of a
   video merged into one indexed PNG per annotator (argmax over objects plus background), the
   official unsupervised evaluation (Hungarian matching of predicted to ground-truth ids), and
   the four annotators / expression kinds averaged.
 
 With ``--out``, predictions are written as the official tools read them (Ref-DAVIS17:
-``anno_<k>/<video>/<frame>.png``; otherwise ``<video>/<exp_id>/<frame>.png``) with the official
-CSV tables. ``--predictions DIR`` scores such a folder with no checkpoint.
+anno_<k>/<video>/<frame>.png; otherwise <video>/<exp_id>/<frame>.png) with the official
+CSV tables. ``--predictions DIR`` scores such a folder with no checkpoint. Ref-YouTube-VOS
+(``--dataset ytvos``) writes the submission layout and zip; A2D-Sentences and JHMDB-Sentences
+report both mAP variants, P@K and the IoUs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rvoslib._io import atomic_write_text
+from rvoslib.cli.options import CommandLine
 
-__all__ = ["add_parser", "by_kind", "run"]
+__all__ = ["EVAL_DEFAULTS", "by_kind", "command_line", "run"]
 
-ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")
 PROTOCOL_CHOICES = ("all", "semi-supervised", "refer-davis")
+#: DataConfig values of ``rvos eval`` that differ from training's: Ref-DAVIS17, 32 synthetic
+#: videos, and each dataset's evaluation size.
+EVAL_DEFAULTS = {"dataset": "davis", "val_videos": 32, "size": None}
+#: DataConfig fields that only training reads.
+_TRAINING_ONLY = ("train_split", "train_videos", "shuffle_text")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``rvos eval``."""
-    parser = subparsers.add_parser(
-        "eval",
-        help="evaluate a checkpoint or a folder of predictions (J, F, J&F)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def command_line(argv: Sequence[str] = ()) -> CommandLine:
+    """The parser of ``rvos eval``."""
+    from rvoslib.data import DataConfig, list_datasets
+    from rvoslib.data.builder import TASKS
+
+    cli = CommandLine("rvos eval", __doc__)
+    source = cli.mutually_exclusive(required=True)
+    cli.add("--checkpoint", group=source, help="model folder (written by save_pretrained)")
+    cli.add(
+        "--predictions",
+        group=source,
+        help="a folder of predictions in the official DAVIS layout, scored without a model",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="model folder (save_pretrained)")
-    source.add_argument("--predictions", help="a folder of predictions in the official layout")
-    parser.add_argument(
-        "--data", default="davis", choices=("davis", "synthetic", "ytvos", "a2d", "jhmdb")
+    cli.add_dataclass(
+        "data",
+        DataConfig,
+        EVAL_DEFAULTS,
+        choices={"dataset": list_datasets(), "task": TASKS},
+        skip=_TRAINING_ONLY,
     )
-    parser.add_argument(
-        "--task",
-        default="rvos",
-        choices=("rvos", "vos"),
-        help="rvos: a sentence per video; vos: the first frame's mask (DAVIS-2017 semi-supervised)",
+    cli.add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the training run: synthetic data is its held-out set (the videos of seed "
+        "+ 100003)",
     )
-    parser.add_argument("--root", help="dataset root (davis)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--size", type=int, default=None, help="short side fed to the model")
-    parser.add_argument(
+    cli.add(
         "--protocol",
-        default=None,
         choices=PROTOCOL_CHOICES,
-        help="frames and matching scored (default: refer-davis for davis, semi-supervised for "
-        "--task vos, all otherwise)",
+        default=None,
+        help="frames and matching scored (default: refer-davis for davis with task rvos, "
+        "semi-supervised for task vos, all otherwise)",
     )
-    parser.add_argument("--videos", type=int, default=32, help="synthetic videos")
-    parser.add_argument("--frames", type=int, default=8, help="synthetic frames per video")
-    parser.add_argument("--seed", type=int, default=100_003, help="synthetic seed")
-    parser.add_argument(
-        "--attributes",
-        nargs="+",
-        default=["color", "shape", "motion", "position"],
-        choices=ATTRIBUTE_CHOICES,
-        help="what synthetic expressions may name",
-    )
-    parser.add_argument(
+    cli.add(
         "--by-kind",
         action="store_true",
         help="synthetic: J, F and J&F per kind of expression (colour, motion, colour+shape...)",
     )
-    parser.add_argument(
-        "--long-expressions", action="store_true", help="synthetic: expressions with a relation"
-    )
-    parser.add_argument("--clip-len", type=int, default=None, help="frames per forward pass")
-    parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None, help="folder for predictions and tables")
-    parser.set_defaults(func=run)
-    return parser
+    cli.add("--clip-len", type=int | None, default=None, help="frames per forward pass")
+    cli.add("--threshold", type=float, default=0.5, help="probability threshold of the masks")
+    cli.add("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
+    cli.add("--out", default=None, help="folder for the predictions and the tables")
+    cli.deprecate("--data", "--dataset")
+    cli.deprecate("--split", "--val-split")
+    cli.deprecate("--videos", "--val-videos")
+    cli.deprecate("--frames", "--val-frames", "--num-frames")
+    return cli
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     """Evaluate; print the per-sequence rows and the summary as JSON lines."""
-    default = "refer-davis" if args.data == "davis" else "all"
-    protocol = args.protocol or ("semi-supervised" if args.task == "vos" else default)
-    if protocol == "refer-davis" and (args.data != "davis" or args.task != "rvos"):
+    from rvoslib.data import DataConfig
+
+    config = DataConfig(**args.data.as_dict())
+    dataset, task = config.dataset, config.task  # the data's task (--task), not the model's
+    default = "refer-davis" if dataset == "davis" else "all"
+    protocol = args.protocol or ("semi-supervised" if task == "vos" else default)
+    if protocol == "refer-davis" and (dataset != "davis" or task != "rvos"):
         raise ValueError(
-            f"--protocol refer-davis needs --data davis --task rvos, got --data {args.data} "
-            f"--task {args.task}"
+            "--protocol refer-davis needs --dataset davis --task rvos, got --dataset "
+            f"{dataset} --task {task}"
         )
-    if args.data == "davis" and not args.root:
-        raise ValueError("--root is required for --data davis")
-    if args.data == "davis" and not Path(args.root).is_dir():
-        raise FileNotFoundError(f"--root {args.root!r} is not a folder")
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.predictions is not None:
-        if args.data != "davis":
-            raise ValueError("--predictions scores a DAVIS-layout folder: it needs --data davis")
-        return _score_folder(Path(args.predictions), args, protocol)
-    if args.by_kind and args.data != "synthetic":
-        raise ValueError("--by-kind needs --data synthetic (its expressions have kinds)")
-    if args.data in ("ytvos", "a2d", "jhmdb"):
-        if not args.root or not Path(args.root).is_dir():
-            raise FileNotFoundError(f"--root {args.root!r} is not a folder (--data {args.data})")
-        return _ytvos(args) if args.data == "ytvos" else _annotated_frames(args)
+        if config.dataset != "davis" or not config.root:
+            raise ValueError(
+                "--predictions scores a DAVIS-layout folder: it needs --dataset davis and --root"
+            )
+        return _score_folder(Path(args.predictions), args, config, protocol)
+    if args.by_kind and config.dataset != "synthetic":
+        raise ValueError("--by-kind needs --dataset synthetic (its expressions have kinds)")
+    if config.dataset == "ytvos" and args.out is None:
+        raise ValueError("--dataset ytvos writes a submission: give --out")
+    model, dataset, collate, device = _load(args, config)
+    if config.dataset == "ytvos":
+        return _ytvos(model, dataset, collate, device, config, args)
+    if config.dataset in ("a2d", "jhmdb"):
+        return _annotated_frames(model, dataset, collate, device, config, args)
     print(json.dumps({"protocol": protocol}))
     if protocol == "refer-davis":
-        return _refer_davis(args)
+        return _refer_davis(model, dataset, collate, device, config, args)
     kinds: dict[tuple[str, str], str] = {}
     writer = _mask_writer(args)
 
@@ -124,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer(prediction)
 
-    result = _evaluate(args, protocol, on_prediction=record)
+    result = _evaluate(model, dataset, collate, device, args, protocol, record)
     summary = {"protocol": protocol, **result.summary}
     if args.by_kind:
         summary["by_kind"] = by_kind(result.per_sequence, kinds)
@@ -162,46 +173,26 @@ def by_kind(rows: list[dict], kinds: dict[tuple[str, str], str]) -> dict[str, di
     }
 
 
-def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> Any:
-    from rvoslib.data import (
-        RefDAVISDataset,
-        RVOSCollator,
-        SyntheticRVOSDataset,
-        SyntheticVOSDataset,
-        eval_transform,
-    )
-    from rvoslib.data.vos import FirstFrameMaskDataset
-    from rvoslib.evaluation import evaluate
-    from rvoslib.models import RVOSModel
+def _load(args: Any, config: Any) -> tuple[Any, Any, Any, Any]:
+    """The model, the evaluation dataset, the collator built from the model's inputs, and the
+    device; the data is checked to fit the model (the data functions name what is missing)."""
+    from rvoslib.cli.train import check_fit
+    from rvoslib.data import build_eval_dataset, collator_for
+    from rvoslib.models import SegmentationModel
     from rvoslib.training import init_distributed
 
-    model = RVOSModel.from_pretrained(args.checkpoint)
-    if model.task != args.task:
-        raise ValueError(
-            f"the checkpoint is a {model.task!r} model; evaluate it with --task {model.task}"
-        )
+    dataset = build_eval_dataset(config, seed=args.seed)
+    model = SegmentationModel.from_pretrained(args.checkpoint)
+    check_fit(model, dataset, config, fix="--task {task}")
     device = init_distributed(args.device).device
-    model = model.to(device).eval()
-    if args.data == "davis":
-        transform = eval_transform(args.size) if args.size else None
-        dataset = RefDAVISDataset(args.root, split=args.split, transform=transform)
-        if args.task == "vos":
-            dataset = FirstFrameMaskDataset(dataset)
-    else:
-        kind = SyntheticVOSDataset if args.task == "vos" else SyntheticRVOSDataset
-        dataset = kind(
-            args.videos,
-            args.frames,
-            args.size or 64,
-            seed=args.seed,
-            attributes=args.attributes,
-            long_expressions=args.long_expressions,
-        )
-    collate = (
-        RVOSCollator(model.text_encoder, model.text_encoder.max_length)
-        if args.task == "rvos"
-        else RVOSCollator(None)
-    )
+    return model.to(device).eval(), dataset, collator_for(model.inputs), device
+
+
+def _evaluate(
+    model: Any, dataset: Any, collate: Any, device: Any, args: Any, protocol: str, record: Any
+) -> Any:
+    from rvoslib.evaluation import evaluate
+
     return evaluate(
         model,
         dataset,
@@ -210,12 +201,12 @@ def _evaluate(args: argparse.Namespace, protocol: str, on_prediction: Any) -> An
         clip_len=args.clip_len,
         threshold=args.threshold,
         protocol="all" if protocol == "refer-davis" else protocol,
-        on_prediction=on_prediction,
+        on_prediction=record,
         compute_loss=False,  # scores only: a loss may need training-only keys (LoSh's flow)
     )
 
 
-def _mask_writer(args: argparse.Namespace) -> Any:
+def _mask_writer(args: Any) -> Any:
     """Write every prediction as ``<out>/<video>/<exp_id>/<frame>.png`` (0/255 at full size)."""
     if args.out is None:
         return None
@@ -229,8 +220,12 @@ def _mask_writer(args: argparse.Namespace) -> Any:
     return write
 
 
-def _refer_davis(args: argparse.Namespace) -> int:
+def _refer_davis(
+    model: Any, dataset: Any, collate: Any, device: Any, config: Any, args: Any
+) -> int:
     """Predict every expression, write ``anno_<k>`` folders, score them officially."""
+    import tempfile
+
     from rvoslib.metrics import RefDAVISWriter
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -248,17 +243,19 @@ def _refer_davis(args: argparse.Namespace) -> int:
                     item["frame_ids"],
                 )
 
-            _evaluate(args, "refer-davis", on_prediction=add)
-        return _score_folder(out, args, "refer-davis", tables=args.out is not None)
+            _evaluate(model, dataset, collate, device, args, "refer-davis", add)
+        return _score_folder(out, args, config, "refer-davis", tables=args.out is not None)
 
 
-def _score_folder(folder: Path, args: argparse.Namespace, protocol: str, tables: bool = True):
+def _score_folder(folder: Path, args: Any, config: Any, protocol: str, tables: bool = True) -> int:
     """Score a folder in the official layout against the DAVIS root; write the CSV tables."""
     from rvoslib.metrics import evaluate_davis_folder, write_official_tables
 
+    if not Path(config.root).is_dir():
+        raise FileNotFoundError(f"--root {config.root!r} is not a folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"predictions folder {str(folder)!r} does not exist")
-    result = evaluate_davis_folder(folder, args.root, protocol, split=args.split)
+    result = evaluate_davis_folder(folder, config.root, protocol, split=config.val_split)
     if tables:
         write_official_tables(result, Path(args.out) if args.out else folder)
     for sequence, j_value, f_value in result.per_sequence():
@@ -270,38 +267,14 @@ def _score_folder(folder: Path, args: argparse.Namespace, protocol: str, tables:
     return 0
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    from rvoslib.models import RVOSModel
-    from rvoslib.training import init_distributed
-
-    model = RVOSModel.from_pretrained(args.checkpoint)
-    device = init_distributed(args.device).device
-    return model.to(device).eval(), device
-
-
-def _annotated_frames(args: argparse.Namespace) -> int:
+def _annotated_frames(
+    model: Any, dataset: Any, collate: Any, device: Any, config: Any, args: Any
+) -> int:
     """A2D-Sentences (test split) or JHMDB-Sentences: both mAP variants, P@K, IoUs."""
-    from rvoslib.data import A2DSentencesDataset, JHMDBSentencesDataset, RVOSCollator
-    from rvoslib.data.transforms import eval_transform
     from rvoslib.evaluation import evaluate_annotated_frames
 
-    size = args.size or 320
-    transform = eval_transform(size, max_size=int(size * 1.8))
-    if args.data == "a2d":
-        split = "test" if args.split == "val" else args.split
-        dataset = A2DSentencesDataset(
-            args.root, split=split, num_frames=args.frames, transform=transform
-        )
-    else:
-        dataset = JHMDBSentencesDataset(args.root, num_frames=args.frames, transform=transform)
-    model, device = _load(args)
-    protocol = evaluate_annotated_frames(
-        model,
-        dataset,
-        collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
-        device=device,
-    )
-    summary = {"data": args.data, **protocol.summary()}
+    protocol = evaluate_annotated_frames(model, dataset, collate_fn=collate, device=device)
+    summary = {"data": config.dataset, **protocol.summary()}
     print(protocol.report())
     print(json.dumps(summary))
     if args.out:
@@ -309,19 +282,12 @@ def _annotated_frames(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ytvos(args: argparse.Namespace) -> int:
+def _ytvos(model: Any, dataset: Any, collate: Any, device: Any, config: Any, args: Any) -> int:
     """Ref-YouTube-VOS: the submission layout and zip of the split's expressions (scored when
     the split has ground truth, e.g. ReferFormer's converted Ref-DAVIS17)."""
-    from rvoslib.data import RefYouTubeVOSDataset, RVOSCollator, eval_transform
     from rvoslib.evaluation import evaluate
     from rvoslib.metrics import write_ytvos_masks, zip_submission
 
-    if args.out is None:
-        raise ValueError("--data ytvos writes a submission: give --out")
-    split = "valid" if args.split == "val" else args.split
-    transform = eval_transform(args.size) if args.size else None
-    dataset = RefYouTubeVOSDataset(args.root, split=split, transform=transform)
-    model, device = _load(args)
     out = Path(args.out)
 
     def write(prediction: Any) -> None:
@@ -334,7 +300,7 @@ def _ytvos(args: argparse.Namespace) -> int:
     result = evaluate(
         model,
         dataset,
-        collate_fn=RVOSCollator(model.text_encoder, model.text_encoder.max_length),
+        collate_fn=collate,
         device=device,
         clip_len=args.clip_len,
         threshold=args.threshold,
@@ -342,6 +308,7 @@ def _ytvos(args: argparse.Namespace) -> int:
         compute_loss=False,
     )
     archive = zip_submission(out)
+    split = getattr(dataset, "split", config.val_split)
     summary = {"data": "ytvos", "split": split, "submission": str(archive), **result.summary}
     print(json.dumps(summary))
     return 0

@@ -1,46 +1,52 @@
-"""``rvos export``: export a model folder to ONNX, TorchScript or a ``torch.export`` program."""
+"""``rvos export``: export a model folder to ONNX, TorchScript or a ``torch.export`` program.
+
+ONNX and ``export`` keep batch, frames, height, width and token length dynamic; TorchScript is
+traced at the example shape (``--frames --height --width``).
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_parser", "run"]
+from rvoslib.cli.options import CommandLine
+
+__all__ = ["command_line", "run"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``rvos export``."""
-    parser = subparsers.add_parser(
-        "export",
-        help="export a model to ONNX / TorchScript / torch.export",
-        description="Export a model folder. ONNX and 'export' keep batch, frames, height, "
-        "width and token length dynamic; TorchScript is traced at the example shape.",
+def command_line(argv: Sequence[str] = ()) -> CommandLine:
+    """The parser of ``rvos export``."""
+    cli = CommandLine("rvos export", __doc__)
+    cli.add("--checkpoint", required=True, help="model folder (written by save_pretrained)")
+    cli.add(
+        "--format",
+        choices=("onnx", "torchscript", "export"),
+        default="onnx",
+        help="onnx, torchscript (traced) or export (a torch.export program)",
     )
-    parser.add_argument("--checkpoint", required=True, help="model folder (save_pretrained)")
-    parser.add_argument("--format", choices=("onnx", "torchscript", "export"), default="onnx")
-    parser.add_argument("--out", required=True, help="output file (.onnx, .pt, .pt2)")
-    parser.add_argument(
+    cli.add("--out", required=True, help="output file (.onnx, .pt, .pt2)")
+    cli.add(
         "--check",
         action="store_true",
         help="ONNX: run with onnxruntime and compare with PyTorch (max abs diff <= --atol)",
     )
-    parser.add_argument("--atol", type=float, default=1e-3)
-    parser.add_argument("--frames", type=int, default=3, help="example clip length")
-    parser.add_argument("--height", type=int, default=64, help="example height")
-    parser.add_argument("--width", type=int, default=96, help="example width")
-    parser.set_defaults(func=run)
-    return parser
+    cli.add("--atol", type=float, default=1e-3, help="tolerance of --check")
+    cli.add("--frames", type=int, default=3, help="frames of the example clip")
+    cli.add("--height", type=int, default=64, help="height of the example clip")
+    cli.add("--width", type=int, default=96, help="width of the example clip")
+    return cli
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     """Run ``rvos export``; returns the exit code."""
     from rvoslib.export import check_onnx, example_inputs, export_model
-    from rvoslib.models import RVOSModel
+    from rvoslib.models import SegmentationModel
 
     if args.check and args.format != "onnx":
         raise ValueError(f"--check compares ONNX with onnxruntime; --format is {args.format!r}")
-    model = RVOSModel.from_pretrained(args.checkpoint).eval()
+    model = SegmentationModel.from_pretrained(args.checkpoint).eval()
     inputs = example_inputs(model, num_frames=args.frames, height=args.height, width=args.width)
     path = export_model(model, Path(args.out), args.format, inputs=inputs)
     print(f"exported {args.format} to {path}", file=sys.stderr)

@@ -18,49 +18,69 @@ a non-empty ``DIR`` is refused unless ``--overwrite``)::
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["add_parser", "run"]
+from rvoslib.cli.options import CommandLine
+
+__all__ = ["command_line", "run"]
 
 FORMATS = ("davis", "ytvos")
+#: The option giving each kind of model input (``model.inputs.kind``).
+_QUERY_OPTION = {"text": "--text EXPRESSION", "first_mask": "--mask FIRST_FRAME.png"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``rvos predict``."""
-    parser = subparsers.add_parser(
-        "predict",
-        help="segment objects in a video (by expression or first-frame mask)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def command_line(argv: Sequence[str] = ()) -> CommandLine:
+    """The parser of ``rvos predict``."""
+    cli = CommandLine("rvos predict", __doc__)
+    cli.add("--checkpoint", required=True, help="model folder (written by save_pretrained)")
+    cli.add("--video", required=True, help="a frame folder or a video file")
+    query = cli.mutually_exclusive(required=True)
+    cli.add(
+        "--text",
+        group=query,
+        action="append",
+        help="a referring expression, for referring models (repeatable)",
     )
-    parser.add_argument("--checkpoint", required=True, help="model folder (save_pretrained)")
-    parser.add_argument("--video", required=True, help="frame folder or video file")
-    query = parser.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text", action="append", help="referring expression (repeatable)")
-    query.add_argument("--mask", help="first frame's objects: an indexed PNG (VOS models)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--overlay", action="store_true", help="also write overlay PNGs + GIF")
-    parser.add_argument("--overlay-format", choices=("gif", "mp4"), default="gif")
-    parser.add_argument("--format", choices=FORMATS, default="davis", help="mask PNG format")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
-    parser.add_argument("--clip-len", type=int, default=8)
-    parser.add_argument("--overlap", type=int, default=2)
-    parser.add_argument("--size", type=int, default=360, help="model input shorter side")
-    parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--workers", type=int, default=4, help="decoding and writing threads")
-    parser.add_argument("--fps", type=float, default=None, help="overlay animation fps")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=run)
-    return parser
+    cli.add(
+        "--mask",
+        group=query,
+        help="the first frame's objects as an indexed PNG (pixel = object id), for VOS models",
+    )
+    cli.add("--out", required=True, help="output folder")
+    cli.add("--overwrite", action="store_true", help="replace a non-empty --out")
+    cli.add("--overlay", action="store_true", help="also write overlay PNGs and an animation")
+    cli.add(
+        "--overlay-format", choices=("gif", "mp4"), default="gif", help="overlay animation format"
+    )
+    cli.add(
+        "--format",
+        choices=FORMATS,
+        default="davis",
+        help="mask PNGs: davis (indexed, DAVIS palette) or ytvos (greyscale 0/255)",
+    )
+    cli.add("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    cli.add("--clip-len", type=int, default=8, help="frames per forward pass")
+    cli.add("--overlap", type=int, default=2, help="frames shared by consecutive clips")
+    cli.add("--size", type=int, default=360, help="shorter side of the frames fed to the model")
+    cli.add("--threshold", type=float, default=0.5, help="probability threshold of the masks")
+    cli.add("--workers", type=int, default=4, help="decoding and writing threads")
+    cli.add(
+        "--fps",
+        type=float | None,
+        default=None,
+        help="overlay animation fps (default: the video's)",
+    )
+    cli.add("--no-progress", action="store_true", help="hide the progress bar")
+    return cli
 
 
 def _png_bytes(mask: np.ndarray, fmt: str) -> bytes:
@@ -101,11 +121,11 @@ class _Writer:
         self.pool.shutdown()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     """Run ``rvos predict``; returns the exit code."""
     from rvoslib._io import atomic_directory
     from rvoslib.inference import check_expressions
-    from rvoslib.models import RVOSModel
+    from rvoslib.models import SegmentationModel
     from rvoslib.training.distributed import _pick_device
 
     out = Path(args.out)
@@ -120,10 +140,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
     expressions = check_expressions(args.text) if args.text else None
     device = _pick_device(args.device or "auto", 0)
-    model = RVOSModel.from_pretrained(args.checkpoint)
-    if (model.task == "vos") != (args.mask is not None):
-        wanted = "--mask FIRST_FRAME.png" if model.task == "vos" else "--text EXPRESSION"
-        raise ValueError(f"the checkpoint is a {model.task!r} model: it takes {wanted}")
+    model = SegmentationModel.from_pretrained(args.checkpoint)
+    given = "first_mask" if args.mask is not None else "text"
+    if model.inputs.kind != given:
+        raise ValueError(
+            f"the checkpoint's model takes {model.inputs.kind!r} inputs "
+            f"({_QUERY_OPTION.get(model.inputs.kind, '?')}), got {_QUERY_OPTION[given]}"
+        )
     started = time.perf_counter()
     with atomic_directory(out) as folder:
         if expressions is not None:

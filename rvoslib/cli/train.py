@@ -1,83 +1,118 @@
 """``rvos train``: run a training recipe.
 
-With no arguments it runs the ``quickstart`` recipe (the tiny-motion preset on built-in synthetic
-videos, a few minutes on two CPU cores). ``--config`` names another shipped recipe or a YAML
-file. Every field of the recipe's sections is also an option with the same name
-(``--max-time``, ``--batch-size``, ...): values come from the dataclass defaults, then the
-recipe, then the command line.
+With no arguments it runs the ``quickstart`` recipe (the tiny-motion preset on built-in
+synthetic videos, a few minutes on two CPU cores). ``--config`` names another shipped recipe
+or a YAML file (``none``: the dataclass defaults alone). Every field of the recipe's sections
+is an option, dotted (``--trainer.max_time``) and flat (``--max-time``); values come from the
+dataclass defaults, then the recipe, then the command line, and the defaults below are the
+selected recipe's. Fields of the model's architecture config are dotted options too:
+``--model.temporal.name identity``. ``--print-config`` prints the resolved recipe, which
+``--config`` reads back.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rvoslib._io import atomic_write_text
-from rvoslib.cli.options import add_dataclass_options, given_options
+from rvoslib.cli.options import CommandLine
 
-__all__ = ["add_parser", "resolve_recipe", "run"]
+__all__ = ["TASK_OF_INPUTS", "check_fit", "command_line", "resolve_recipe", "run"]
 
-ATTRIBUTE_CHOICES = ("color", "shape", "motion", "position")
+DEFAULT_RECIPE = "quickstart"
+#: What a model declaring these inputs (``model.inputs.kind``) is trained on (``--task``).
+TASK_OF_INPUTS = {"text": "rvos", "first_mask": "vos"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``rvos train``."""
-    from rvoslib.data.builder import DataConfig, dataset_names
+def _recipe_argument(argv: Sequence[str]) -> str:
+    """The value of ``--config`` in ``argv`` (the last one), or the default recipe."""
+    value = DEFAULT_RECIPE
+    for index, token in enumerate(argv):
+        if token == "--config" and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif token.startswith("--config="):
+            value = token.split("=", 1)[1]
+    return value
+
+
+def _base_recipe(name: str) -> Any:
+    from rvoslib.recipes import Recipe, load_recipe
+
+    return Recipe() if name.lower() == "none" else load_recipe(name)
+
+
+def command_line(argv: Sequence[str] = ()) -> CommandLine:
+    """The parser of ``rvos train``, with the defaults of the recipe ``argv`` selects."""
+    from rvoslib.data import DataConfig, list_datasets
+    from rvoslib.data.builder import TASKS
     from rvoslib.recipes import ModelRecipe, RunOptions
     from rvoslib.training.config import TrainerConfig
 
-    parser = subparsers.add_parser(
-        "train",
-        help="train a model (runs the quickstart recipe by default)",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
+    recipe = _base_recipe(_recipe_argument(argv)).to_dict()
+    cli = CommandLine("rvos train", __doc__)
+    cli.add(
         "--config",
-        default="quickstart",
+        default=DEFAULT_RECIPE,
         help="a shipped recipe name or a YAML recipe file; 'none' starts from the defaults",
     )
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved recipe and exit"
+    cli.add("--print-config", action="store_true", help="print the resolved recipe and exit")
+    cli.add_dataclass("model", ModelRecipe, recipe["model"])
+    cli.open_section("model")
+    cli.add_dataclass(
+        "data", DataConfig, recipe["data"], choices={"dataset": list_datasets(), "task": TASKS}
     )
-    add_dataclass_options(parser.add_argument_group("model"), ModelRecipe, dest_prefix="model.")
-    add_dataclass_options(
-        parser.add_argument_group("data"),
-        DataConfig,
-        choices={"dataset": dataset_names(), "attributes": ATTRIBUTE_CHOICES},
-        dest_prefix="data.",
-    )
-    add_dataclass_options(
-        parser.add_argument_group("trainer"),
+    cli.add_dataclass(
+        "trainer",
         TrainerConfig,
-        choices={"amp": ("auto", "bf16", "fp16", "off")},
+        recipe["trainer"],
         aliases={"output_dir": ("--out",)},
-        dest_prefix="trainer.",
+        choices={"amp": ("auto", "bf16", "fp16", "off")},
     )
-    add_dataclass_options(parser.add_argument_group("run"), RunOptions, dest_prefix="run.")
-    parser.set_defaults(func=run, _parser=parser)
-    return parser
+    cli.add_dataclass("run", RunOptions, recipe["run"])
+    return cli
 
 
-def resolve_recipe(args: argparse.Namespace) -> Any:
-    """The recipe of ``args``: dataclass defaults < ``--config`` recipe < explicit options."""
-    from rvoslib.recipes import Recipe, load_recipe, recipe_from_dict
+def resolve_recipe(argv: Sequence[str]) -> Any:
+    """The recipe of the ``rvos train`` options ``argv``: dataclass defaults < ``--config``
+    recipe < options.
 
-    recipe = Recipe() if str(args.config).lower() == "none" else load_recipe(args.config)
-    values = recipe.to_dict()
-    for dest in given_options(args._parser, args._argv):
-        if "." in dest:
-            section, name = dest.split(".", 1)
-            values[section][name] = getattr(args, dest)
+    Raises:
+        UsageError: unknown options or bad values (named).
+        ValueError: a section's values are invalid (named).
+    """
+    return _recipe_of(command_line(argv).parse(argv))
+
+
+def _recipe_of(args: Any) -> Any:
+    from rvoslib.cli.options import set_nested
+    from rvoslib.recipes import SECTIONS, recipe_from_dict
+
+    values = {name: args[name].as_dict() for name in SECTIONS}
+    model = values["model"]
+    for path, value in _leaves(args._extras.get("model", {})):
+        set_nested(model["overrides"], path, value)
+    given = {token.split("=")[0] for token in args._argv}
+    if model["config"] is not None and not given & {"--preset", "--model.preset"}:
+        model["preset"] = None  # a config given without a preset replaces the recipe's preset
     return recipe_from_dict(values, "the options")
 
 
-def run(args: argparse.Namespace) -> int:
+def _leaves(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple, Any]]:
+    leaves: list[tuple[tuple, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            leaves.extend(_leaves(value, (*prefix, key)))
+        else:
+            leaves.append(((*prefix, key), value))
+    return leaves
+
+
+def run(args: Any) -> int:
     """Train, validate, and write checkpoints, history, metrics and overlays.
 
     Every argument, path and range is checked, and the data and model are built, before the
@@ -87,27 +122,23 @@ def run(args: argparse.Namespace) -> int:
     """
     import contextlib
 
-    import torch
     import yaml
 
-    from rvoslib.data.builder import build_datasets
-    from rvoslib.models.presets import create_model, get_preset_config
-    from rvoslib.models.registry import ARCHITECTURES
-    from rvoslib.training import LambdaCallback, Trainer, init_distributed
-    from rvoslib.training.run_folder import RunFolder
+    from rvoslib.recipes import build_model, model_config
 
-    recipe = resolve_recipe(args)
+    recipe = _recipe_of(args)
+    model_config(recipe.model)  # bad presets and overrides are named before anything runs
     if args.print_config:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
         return 0
+
+    import torch
+
+    from rvoslib.data import build_datasets
+    from rvoslib.training import LambdaCallback, Trainer, init_distributed
+    from rvoslib.training.run_folder import RunFolder
+
     trainer_config, data_config = recipe.trainer, recipe.data
-    model_config = get_preset_config(recipe.model.preset, **recipe.model.overrides)
-    task = ARCHITECTURES.get(model_config.architecture).task
-    if task != data_config.task:
-        raise ValueError(
-            f"preset {recipe.model.preset!r} solves the {task!r} task but the data is for "
-            f"{data_config.task!r} (--task {task} or another --preset)"
-        )
     if not trainer_config.output_dir:
         raise ValueError("--output-dir is required")
     out = Path(trainer_config.output_dir)
@@ -116,9 +147,8 @@ def run(args: argparse.Namespace) -> int:
     context = init_distributed(trainer_config.device)
     train_data, val_data = build_datasets(data_config, seed=trainer_config.seed)
     torch.manual_seed(trainer_config.seed)
-    model = create_model(
-        recipe.model.preset, pretrained=recipe.model.pretrained, **recipe.model.overrides
-    )
+    model = build_model(recipe.model)
+    check_fit(model, train_data, data_config)
     started = time.perf_counter()
     with folder if context.is_main else contextlib.nullcontext():
         context.barrier()
@@ -142,6 +172,41 @@ def run(args: argparse.Namespace) -> int:
     if context.is_distributed:
         torch.distributed.destroy_process_group()
     return 3 if trainer.nonfinite_steps else 0
+
+
+def check_fit(
+    model: Any, data: Any, config: Any, fix: str = "--task {task} or another --preset"
+) -> None:
+    """Check that ``data`` is for the task the model's inputs declare (``model.inputs.kind``)
+    and that one of its items, collated for the model, is a batch the model takes (the data
+    and model functions name what is missing).
+
+    Args:
+        model: The model (its ``inputs`` declaration and ``check_batch``).
+        data: A dataset.
+        config: The DataConfig of ``data``.
+        fix: What to change, said in the message (``{task}``: the task the model solves).
+
+    Raises:
+        ValueError: the data does not give what the model takes (with the option to change).
+    """
+    from rvoslib.data import collator_for
+
+    kind = model.inputs.kind
+    wanted = TASK_OF_INPUTS.get(kind, kind)
+    problem = None
+    if wanted != config.task:
+        problem = f"a model taking {kind!r} inputs solves the {wanted!r} task"
+    else:
+        try:
+            model.check_batch(collator_for(model.inputs)([data[0]]))
+        except ValueError as error:
+            problem = str(error)
+    if problem is not None:
+        raise ValueError(
+            f"the data (task {config.task!r}) does not fit the model, which takes {kind!r} "
+            f"inputs ({fix.format(task=wanted)}): {problem}"
+        )
 
 
 def _finish(
@@ -193,10 +258,3 @@ def _finish(
             clip_len=recipe.trainer.val_clip_len,
         )
     print(json.dumps(finite_or_none(metrics)))
-
-
-def recipe_fields() -> dict[str, list[str]]:
-    """Section -> field names (for the docs and the tests)."""
-    from rvoslib.recipes import SECTIONS
-
-    return {name: [f.name for f in dataclasses.fields(cls)] for name, cls in SECTIONS.items()}

@@ -12,8 +12,20 @@ from rvoslib.data.a2d import (
     read_video_window,
     window_indices,
 )
-from rvoslib.data.builder import DataConfig, build_datasets, dataset_names, register_dataset
-from rvoslib.data.collate import RVOSCollator
+from rvoslib.data.base import RecordDataset
+from rvoslib.data.builder import (
+    DATASETS,
+    SYNTHETIC_ATTRIBUTES,
+    DataConfig,
+    DatasetBuilder,
+    build_datasets,
+    build_eval_dataset,
+    dataset_names,
+    held_out_split,
+    list_datasets,
+    register_dataset,
+)
+from rvoslib.data.collate import RVOSCollator, collator_for
 from rvoslib.data.controls import ShuffledTextDataset
 from rvoslib.data.davis import ExpressionClipDataset, RefDAVISDataset
 from rvoslib.data.expressions import (
@@ -44,19 +56,23 @@ from rvoslib.data.youtube_vos import YouTubeVOSDataset, load_youtube_vos_meta
 from rvoslib.data.ytvos import RefYouTubeVOSDataset
 
 __all__ = [
+    "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "REFDAVIS_KINDS",
+    "SYNTHETIC_ATTRIBUTES",
     "VIDEO_NAME_FIXES",
     "A2DSentencesDataset",
     "AnnotatedFrameDataset",
     "ClipTransform",
     "DataConfig",
+    "DatasetBuilder",
     "ExpressionClipDataset",
     "FrameQueryRecord",
     "ImageReadError",
     "JHMDBSentencesDataset",
     "RVOSCollator",
+    "RecordDataset",
     "RefDAVISDataset",
     "RefDAVISText",
     "RefYouTubeVOSDataset",
@@ -66,12 +82,16 @@ __all__ = [
     "SyntheticVOSDataset",
     "YouTubeVOSDataset",
     "build_datasets",
+    "build_eval_dataset",
+    "collator_for",
     "dataset_names",
     "denormalize",
     "eval_transform",
     "extract_short_text",
     "find_refdavis_text",
+    "held_out_split",
     "instance_boxes",
+    "list_datasets",
     "load_refdavis_text",
     "load_youtube_vos_meta",
     "parse_refdavis_text",

@@ -1,4 +1,8 @@
-"""Batch RVOS items: stack clips, pad time, tokenize expressions."""
+"""Batch dataset items: stack clips, pad time, tokenize expressions.
+
+:func:`collator_for` builds the collator a model needs from its declared inputs
+(``model.inputs``); :class:`RVOSCollator` is the collator itself.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["OPTIONAL_TENSOR_KEYS", "TENSOR_KEYS", "RVOSCollator"]
+__all__ = ["INPUT_KINDS", "OPTIONAL_TENSOR_KEYS", "TENSOR_KEYS", "RVOSCollator", "collator_for"]
 
 TENSOR_KEYS = ("frames", "masks", "valid")
 #: Optional per-item tensors stacked (zero-padded like the masks) when every item has them:
 #: ``first_mask (H, W)`` (VOS), ``void (T, H, W)``, ``flow_forward``/``flow_backward``
 #: ``(T - 1, 2, H, W)`` (precomputed optical flow).
 OPTIONAL_TENSOR_KEYS = ("first_mask", "void", "flow_forward", "flow_backward")
+#: What a model takes besides the frames, and the item key that carries it.
+INPUT_KINDS = {"text": "expression", "first_mask": "first_mask"}
+_INPUT_HINTS = {
+    "text": "a referring dataset gives it (task 'rvos')",
+    "first_mask": "a VOS dataset gives it (task 'vos', e.g. SyntheticVOSDataset, "
+    "FirstFrameMaskDataset, YouTubeVOSDataset)",
+}
 
 
 class RVOSCollator:
@@ -40,6 +51,10 @@ class RVOSCollator:
             leaves out ``text_ids``/``text_mask`` (for models that take raw text).
         max_length: Passed to the tokenizer (truncation length).
         pad_spatial: Pad items of different height/width instead of raising.
+        input_kind: What the model takes besides the frames, ``"text"`` or ``"first_mask"``
+            (see :data:`INPUT_KINDS`): every item must carry it (``expression`` or
+            ``first_mask``), else a ``ValueError`` says which input the model takes. None
+            checks nothing more than the tokenizer needs. :func:`collator_for` sets it.
 
     Example:
         >>> from rvoslib.data import SyntheticRVOSDataset
@@ -53,7 +68,12 @@ class RVOSCollator:
     """
 
     def __init__(
-        self, tokenizer: Any = None, max_length: int | None = None, pad_spatial: bool = False
+        self,
+        tokenizer: Any = None,
+        max_length: int | None = None,
+        pad_spatial: bool = False,
+        *,
+        input_kind: str | None = None,
     ) -> None:
         if tokenizer is not None and not (hasattr(tokenizer, "tokenize") or callable(tokenizer)):
             raise TypeError(
@@ -62,12 +82,24 @@ class RVOSCollator:
             )
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be a positive int or None, got {max_length}")
+        if input_kind is not None and input_kind not in INPUT_KINDS:
+            raise ValueError(
+                f"input_kind must be one of {sorted(INPUT_KINDS)} or None, got {input_kind!r}"
+            )
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.pad_spatial = pad_spatial
+        self.input_kind = input_kind
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenize ``texts``: ``text_ids`` ``(B, L)`` long and ``text_mask`` ``(B, L)`` bool."""
+        """Tokenize ``texts``: ``text_ids`` ``(B, L)`` long and ``text_mask`` ``(B, L)`` bool.
+
+        Raises:
+            ValueError: an empty expression (named by its position in the batch).
+        """
+        for index, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"expression {index} of the batch is empty: {text!r}")
         tokenizer = self.tokenizer
         if _is_hf_tokenizer(tokenizer):
             out = tokenizer(
@@ -107,6 +139,12 @@ class RVOSCollator:
             missing = [key for key in required if key not in item]
             if missing:
                 raise ValueError(f"item {index} lacks keys {missing}; got keys {sorted(item)}")
+            if self.input_kind is not None and item.get(INPUT_KINDS[self.input_kind]) is None:
+                key = INPUT_KINDS[self.input_kind]
+                raise ValueError(
+                    f"item {index} lacks {key!r}, which the model takes (a {self.input_kind!r} "
+                    f"model): {_INPUT_HINTS[self.input_kind]}; got keys {sorted(item)}"
+                )
         sizes = {tuple(item["frames"].shape[-2:]) for item in kept}
         if len(sizes) > 1 and not self.pad_spatial:
             raise ValueError(
@@ -139,6 +177,61 @@ class RVOSCollator:
                     short["text_mask"],
                 )
         return batch
+
+
+def collator_for(inputs: Any, pad_spatial: bool = False) -> RVOSCollator:
+    """The collator of a model, from its declared inputs (``model.inputs``).
+
+    The collator holds the model's tokenizer only (never the text encoder), so that it pickles
+    small into every ``DataLoader`` worker, and checks that every item carries what the model
+    takes: an ``expression`` for a text model, a ``first_mask`` for a first-mask (VOS) model.
+
+    Args:
+        inputs: Any object with ``kind`` (``"text"`` or ``"first_mask"``), ``tokenizer`` (a
+            picklable tokenizer, see :class:`RVOSCollator`, or None), ``max_length`` (int or
+            None) and ``keys`` (the batch keys the model reads), e.g.
+            :class:`rvoslib.models.ModelInputs`.
+        pad_spatial: See :class:`RVOSCollator`.
+
+    Returns:
+        An :class:`RVOSCollator`: for a text model with a tokenizer, batches carry
+        ``text_ids``/``text_mask``; for a first-mask model, ``first_mask`` ``(B, H, W)``.
+
+    Raises:
+        ValueError: an unknown ``kind``, or a model reading ``text_ids`` without a tokenizer.
+        TypeError: ``inputs`` lacks one of the attributes above.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from rvoslib.data import SyntheticVOSDataset
+        >>> inputs = SimpleNamespace(kind="first_mask", tokenizer=None, max_length=None,
+        ...                          keys=("frames", "first_mask"))
+        >>> batch = collator_for(inputs)([SyntheticVOSDataset(2, 3, 32)[0]])
+        >>> tuple(batch["first_mask"].shape)
+        (1, 32, 32)
+    """
+    absent = [
+        name for name in ("kind", "tokenizer", "max_length", "keys") if not hasattr(inputs, name)
+    ]
+    if absent:
+        raise TypeError(
+            f"inputs must describe a model's inputs (kind, tokenizer, max_length, keys), e.g. "
+            f"model.inputs; {type(inputs).__name__} lacks {absent}"
+        )
+    if inputs.kind not in INPUT_KINDS:
+        raise ValueError(f"inputs.kind must be one of {sorted(INPUT_KINDS)}, got {inputs.kind!r}")
+    tokenizer = inputs.tokenizer if inputs.kind == "text" else None
+    if inputs.kind == "text" and tokenizer is None and "text_ids" in tuple(inputs.keys):
+        raise ValueError(
+            f"the model reads {sorted(k for k in inputs.keys if k.startswith('text_'))} but "
+            "its inputs give no tokenizer (inputs.tokenizer is None)"
+        )
+    return RVOSCollator(
+        tokenizer,
+        inputs.max_length if tokenizer is not None else None,
+        pad_spatial,
+        input_kind=inputs.kind,
+    )
 
 
 def _pad(tensor: torch.Tensor, length: int, height: int, width: int) -> torch.Tensor:

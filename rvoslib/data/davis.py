@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from rvoslib.data.base import RecordDataset
 from rvoslib.data.expressions import (
     REFDAVIS_KINDS,
     ExpressionRecord,
@@ -26,8 +26,7 @@ from rvoslib.data.expressions import (
     load_refdavis_text,
     parse_refdavis_text,
 )
-from rvoslib.data.io import ImageReadError, image_size, list_images, read_frame, read_mask
-from rvoslib.data.transforms import to_tensors
+from rvoslib.data.io import image_size, list_images, read_clip, read_mask
 
 __all__ = [
     "ANNOTATION_FOLDERS",
@@ -65,8 +64,14 @@ class ClipRecord:
     mask_paths: tuple[Path | None, ...]
 
 
-class ExpressionClipDataset(Dataset):
+class ExpressionClipDataset(RecordDataset):
     """Base dataset: one item per (video, expression), see :class:`RefDAVISDataset`.
+
+    Items hold ``frames`` ``(T, 3, H, W)`` float32 (ImageNet-normalised), ``masks``
+    ``(T, H, W)`` float32, ``valid`` ``(T,)`` bool, ``expression``, ``video_id``,
+    ``frame_ids``, ``obj_id``, ``exp_id``, ``orig_size``, ``unpadded_size``; an item is None
+    (with a warning naming the file) for an unreadable frame when ``on_error="skip"``, and
+    :class:`~rvoslib.data.RVOSCollator` drops it.
 
     Subclasses fill ``self.records`` and may override :meth:`_check_object`.
     """
@@ -85,19 +90,14 @@ class ExpressionClipDataset(Dataset):
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be a positive int, got {stride!r}")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        super().__init__(on_error)
         self.num_frames = num_frames
         self.sampling = sampling
         self.stride = stride
         self.transform = transform
-        self.on_error = on_error
         self.records: list[ClipRecord] = []
         self.check_objects_on_load = False
         self._object_ids: dict[str, set[int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def sample_indices(self, length: int) -> list[int]:
         """Frame indices of one clip from a video of ``length`` frames (sorted).
@@ -147,30 +147,16 @@ class ExpressionClipDataset(Dataset):
         if self.check_objects_on_load:
             self._check_object(record)
         chosen = self.sample_indices(len(record.frame_paths))
-        frames = [read_frame(record.frame_paths[i]) for i in chosen]
-        height, width = frames[0].shape[:2]
-        masks = np.zeros((len(chosen), height, width), np.uint8)
-        valid = np.zeros(len(chosen), bool)
-        for slot, i in enumerate(chosen):
-            frame_id = record.frame_ids[i]
-            if frames[slot].shape[:2] != (height, width):
-                raise ValueError(
-                    f"video {record.video_id!r}: frame {frame_id} is {frames[slot].shape[:2]}, "
-                    f"frame {record.frame_ids[chosen[0]]} is {(height, width)}"
-                )
-            mask_path = record.mask_paths[i]
-            if mask_path is None:
-                continue
-            ids = read_mask(mask_path)
-            if ids.shape != (height, width):
-                raise ValueError(
-                    f"video {record.video_id!r}, object {record.obj_id}: annotation {mask_path} "
-                    f"is {ids.shape} but frame {frame_id} is {(height, width)}"
-                )
-            masks[slot] = ids == record.obj_id
-            valid[slot] = True
+        frames, masks, valid = read_clip(
+            [record.frame_paths[i] for i in chosen],
+            [record.mask_paths[i] for i in chosen],
+            record.obj_id,
+            video_id=record.video_id,
+            frame_ids=[record.frame_ids[i] for i in chosen],
+        )
+        height, width = frames.shape[1:3]
         sample = {
-            "frames": np.stack(frames),
+            "frames": frames,
             "masks": masks,
             "valid": valid,
             "expression": record.expression,
@@ -185,30 +171,9 @@ class ExpressionClipDataset(Dataset):
             sample = self.transform(sample)
         return sample
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        """One item: ``frames`` ``(T, 3, H, W)`` float32 (ImageNet-normalised), ``masks``
-        ``(T, H, W)`` float32, ``valid`` ``(T,)`` bool, ``expression``, ``video_id``,
-        ``frame_ids``, ``obj_id``, ``exp_id``, ``orig_size``, ``unpadded_size``.
-
-        Returns None (with a warning naming the file) for an unreadable frame when
-        ``on_error="skip"``; :class:`~rvoslib.data.RVOSCollator` drops such items.
-        """
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        try:
-            sample = self.load_sample(index)
-        except ImageReadError as error:
-            if self.on_error == "raise":
-                raise
-            record = self.records[index]
-            warnings.warn(
-                f"skipping item {index} (video {record.video_id!r}, expression "
-                f"{record.exp_id}): {error}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return None
-        return to_tensors(sample)
+    def describe_item(self, index: int) -> str:
+        record = self.records[index]
+        return f"video {record.video_id!r}, expression {record.exp_id}"
 
 
 def _resolve_expressions(

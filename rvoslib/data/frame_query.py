@@ -14,16 +14,14 @@ transform with the same random state for the rest.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from rvoslib.data.io import ImageReadError
+from rvoslib.data.base import RecordDataset
 from rvoslib.data.transforms import swap_left_right, to_tensors
 
 __all__ = ["AnnotatedFrameDataset", "FrameQueryRecord", "instance_boxes"]
@@ -92,7 +90,7 @@ def _unpack(packed: np.ndarray, count: int) -> np.ndarray:
     return np.stack([(packed[m // 8] >> (m % 8)) & 1 != 0 for m in range(count)])
 
 
-class AnnotatedFrameDataset(Dataset):
+class AnnotatedFrameDataset(RecordDataset):
     """Base dataset: one item per (video, annotated frame, expression).
 
     Subclasses fill ``self.records`` with :class:`FrameQueryRecord` and implement
@@ -107,7 +105,9 @@ class AnnotatedFrameDataset(Dataset):
     where empty), ``expression``, ``video_id``, ``frame_ids`` (1-based frame numbers, e.g.
     ``"00042"``; edge frames repeat), ``obj_id`` (the instance id), ``exp_id``, ``image_id``
     (MTTR's ``v_<video>_f_<frame>[_i_<instance>]``), ``orig_size``, ``unpadded_size``, and
-    ``short_expression`` where the dataset has one.
+    ``short_expression`` where the dataset has one. An item is None (with a warning) for an
+    unreadable video or frame when ``on_error="skip"``; :class:`~rvoslib.data.RVOSCollator`
+    drops it.
     """
 
     def __init__(
@@ -119,21 +119,16 @@ class AnnotatedFrameDataset(Dataset):
     ) -> None:
         if not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        super().__init__(on_error)
         self.num_frames = num_frames
         self.transform = transform
         self.lowercase = lowercase
-        self.on_error = on_error
         self.records: list[FrameQueryRecord] = []
 
     def clean(self, text: str) -> str:
         """Collapse white space (and lower-case if ``lowercase``), as MTTR."""
         text = " ".join(str(text).split())
         return text.lower() if self.lowercase else text
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def read_frames(self, record: FrameQueryRecord) -> tuple[np.ndarray, list[str]]:
         """The window: ``(frames (T, H, W, 3) uint8 RGB, frame_ids)``, annotated at ``T // 2``."""
@@ -213,24 +208,12 @@ class AnnotatedFrameDataset(Dataset):
             out["short_expression"] = swap_left_right(out["short_expression"])
         return out, np.concatenate(parts)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        """One item (see the class docstring); None for an unreadable video or frame when
-        ``on_error="skip"`` (with a warning), which :class:`~rvoslib.data.RVOSCollator` drops."""
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        try:
-            sample = self.load_sample(index)
-        except ImageReadError as error:
-            if self.on_error == "raise":
-                raise
-            record = self.records[index]
-            warnings.warn(
-                f"skipping item {index} (video {record.video_id!r}, frame "
-                f"{record.frame_number:05d}): {error}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return None
+    def describe_item(self, index: int) -> str:
+        record = self.records[index]
+        return f"video {record.video_id!r}, frame {record.frame_number:05d}"
+
+    def to_item(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The item layout (see the class docstring) from :meth:`load_sample`'s sample."""
         instances = sample.pop("instance_masks")
         referred = sample.pop("referred")
         item = to_tensors(sample)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "list_images",
     "load_meta_expressions",
     "parse_refdavis_text",
+    "read_clip",
     "read_frame",
     "read_mask",
     "write_frame",
@@ -97,6 +99,71 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     if array.max(initial=0) > 255:
         raise ImageReadError(path, f"object ids must be < 256, found {int(array.max())}")
     return array.astype(np.uint8)
+
+
+def read_clip(
+    frame_paths: Sequence[str | os.PathLike],
+    mask_paths: Sequence[str | os.PathLike | None],
+    obj_id: int,
+    *,
+    video_id: str,
+    frame_ids: Sequence[str],
+    known_ids: set[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read the frames of a clip and one object's masks in them.
+
+    Args:
+        frame_paths: The clip's frames, in order.
+        mask_paths: Per frame, its annotation PNG (object ids) or None (unannotated).
+        obj_id: The object whose masks to return.
+        video_id: The video, named in errors.
+        frame_ids: Per frame, its name in errors.
+        known_ids: The video's object ids; an annotation holding another id (besides 0)
+            raises. None checks nothing.
+
+    Returns:
+        ``frames`` ``(T, H, W, 3)`` uint8, ``masks`` ``(T, H, W)`` uint8 (1 where the object
+        is; 0 in unannotated frames), ``valid`` ``(T,)`` bool (True where annotated).
+
+    Raises:
+        ImageReadError: an unreadable frame or annotation (the file is named).
+        ValueError: frames of different sizes, an annotation whose size differs from its
+            frame's (both sizes named), or an object id absent from ``known_ids``.
+    """
+    frames = [read_frame(path) for path in frame_paths]
+    height, width = frames[0].shape[:2]
+    masks = np.zeros((len(frames), height, width), np.uint8)
+    valid = np.zeros(len(frames), bool)
+    for slot, (frame, path) in enumerate(zip(frames, mask_paths, strict=True)):
+        if frame.shape[:2] != (height, width):
+            raise ValueError(
+                f"video {video_id!r}: frame {frame_ids[slot]} is {_hw(frame.shape)} but frame "
+                f"{frame_ids[0]} is {_hw((height, width))}"
+            )
+        if path is None:
+            continue
+        ids = read_mask(path)
+        if ids.shape != (height, width):
+            which = "first-frame annotation" if slot == 0 else "annotation"
+            raise ValueError(
+                f"video {video_id!r}, object {obj_id}: {which} {path} is {_hw(ids.shape)} but "
+                f"frame {frame_ids[slot]} is {_hw((height, width))}; masks must have the size "
+                "of their frames"
+            )
+        if known_ids is not None:
+            strangers = sorted(set(np.unique(ids).tolist()) - known_ids - {0})
+            if strangers:
+                raise ValueError(
+                    f"video {video_id!r}: annotation {path} has object id(s) {strangers} absent "
+                    f"from meta.json (objects of the video there: {sorted(known_ids)})"
+                )
+        masks[slot] = ids == obj_id
+        valid[slot] = True
+    return np.stack(frames), masks, valid
+
+
+def _hw(shape: Sequence[int]) -> str:
+    return f"{int(shape[0])}x{int(shape[1])} (HxW)"
 
 
 def _encoded(image: Image.Image, suffix: str, quality: int = 95) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from rvoslib.data.io import ImageReadError, list_images, read_frame, read_mask
+from rvoslib.data.base import RecordDataset
+from rvoslib.data.io import list_images, read_clip
 from rvoslib.data.transforms import to_tensors
 
 __all__ = [
@@ -115,8 +114,14 @@ def load_youtube_vos_meta(path: str | os.PathLike) -> dict[str, dict[int, dict[s
     return videos
 
 
-class YouTubeVOSDataset(Dataset):
+class YouTubeVOSDataset(RecordDataset):
     """YouTube-VOS for semi-supervised VOS (see ``YOUTUBE_VOS_LAYOUT``), one item per object.
+
+    Items hold ``frames`` ``(T, 3, H, W)`` float32 (ImageNet-normalised), ``masks``
+    ``(T, H, W)`` float32, ``valid`` ``(T,)`` bool, ``first_mask`` ``(H, W)`` float32,
+    ``video_id``, ``frame_ids``, ``obj_id``, ``category``, ``orig_size``, ``unpadded_size``;
+    an item is None (with a warning naming the file) for an unreadable image when
+    ``on_error="skip"``.
 
     Args:
         root: The YouTube-VOS folder (holding ``train/``, ``valid/``...).
@@ -170,11 +175,10 @@ class YouTubeVOSDataset(Dataset):
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be a positive int, got {stride!r}")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        super().__init__(on_error)
         self.root, self.split = Path(root), split
         self.num_frames, self.sampling, self.stride = num_frames, sampling, stride
-        self.transform, self.on_error = transform, on_error
+        self.transform = transform
         self.annotated_only = annotated_only and split == "train"
         if not self.root.is_dir():
             raise FileNotFoundError(
@@ -191,9 +195,6 @@ class YouTubeVOSDataset(Dataset):
         self.records: list[VOSObjectRecord] = []
         for video_id in sorted(chosen):
             self.records.extend(self._video_records(video_id))
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def categories(self) -> set[str]:
         """The object categories of the dataset (``"seen"`` ones when this is ``train``)."""
@@ -270,38 +271,15 @@ class YouTubeVOSDataset(Dataset):
         ``(T, H, W)`` uint8, ``valid`` ``(T,)`` bool, ``first_mask`` ``(H, W)`` uint8..."""
         record = self.records[index]
         chosen = self.sample_indices(record)
-        frames = [read_frame(record.frame_paths[i]) for i in chosen]
-        height, width = frames[0].shape[:2]
-        masks = np.zeros((len(chosen), height, width), np.uint8)
-        valid = np.zeros(len(chosen), bool)
-        known = set(self.meta[record.video_id])
-        for slot, i in enumerate(chosen):
-            frame_id = record.frame_ids[i]
-            if frames[slot].shape[:2] != (height, width):
-                raise ValueError(
-                    f"video {record.video_id!r}: frame {frame_id} is "
-                    f"{_hw(frames[slot].shape)} but frame {record.frame_ids[chosen[0]]} is "
-                    f"{_hw((height, width))}"
-                )
-            path = record.mask_paths[i]
-            if path is None:
-                continue
-            ids = read_mask(path)
-            if ids.shape != (height, width):
-                which = "first-frame annotation" if slot == 0 else "annotation"
-                raise ValueError(
-                    f"video {record.video_id!r}, object {record.obj_id}: {which} {path} is "
-                    f"{_hw(ids.shape)} but frame {frame_id} is {_hw((height, width))}; masks "
-                    "must have the size of their frames"
-                )
-            strangers = sorted(set(np.unique(ids).tolist()) - known - {0})
-            if strangers:
-                raise ValueError(
-                    f"video {record.video_id!r}: annotation {path} has object id(s) {strangers} "
-                    f"absent from meta.json (objects of the video there: {sorted(known)})"
-                )
-            masks[slot] = ids == record.obj_id
-            valid[slot] = True
+        frames, masks, valid = read_clip(
+            [record.frame_paths[i] for i in chosen],
+            [record.mask_paths[i] for i in chosen],
+            record.obj_id,
+            video_id=record.video_id,
+            frame_ids=[record.frame_ids[i] for i in chosen],
+            known_ids=set(self.meta[record.video_id]),
+        )
+        height, width = frames.shape[1:3]
         if not masks[0].any():
             raise ValueError(
                 f"video {record.video_id!r}, object {record.obj_id}: its mask in frame "
@@ -309,7 +287,7 @@ class YouTubeVOSDataset(Dataset):
                 "there is nothing to track; meta.json lists the object in that frame"
             )
         sample = {
-            "frames": np.stack(frames),
+            "frames": frames,
             "masks": masks,
             "valid": valid,
             "video_id": record.video_id,
@@ -338,34 +316,11 @@ class YouTubeVOSDataset(Dataset):
             "draws (the object is too small for the crop or resize); use a milder transform"
         )
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        """One item: ``frames`` ``(T, 3, H, W)`` float32 (ImageNet-normalised), ``masks``
-        ``(T, H, W)`` float32, ``valid`` ``(T,)`` bool, ``first_mask`` ``(H, W)`` float32,
-        ``video_id``, ``frame_ids``, ``obj_id``, ``category``, ``orig_size``,
-        ``unpadded_size``.
-
-        Returns None (with a warning naming the file) for an unreadable image when
-        ``on_error="skip"``.
-        """
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        try:
-            sample = self.load_sample(index)
-        except ImageReadError as error:
-            if self.on_error == "raise":
-                raise
-            record = self.records[index]
-            warnings.warn(
-                f"skipping item {index} (video {record.video_id!r}, object {record.obj_id}): "
-                f"{error}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return None
+    def to_item(self, sample: dict[str, Any]) -> dict[str, Any]:
         item = to_tensors(sample)
         item["first_mask"] = torch.from_numpy((sample["first_mask"] > 0).astype(np.float32))
         return item
 
-
-def _hw(shape: Sequence[int]) -> str:
-    return f"{int(shape[0])}x{int(shape[1])} (HxW)"
+    def describe_item(self, index: int) -> str:
+        record = self.records[index]
+        return f"video {record.video_id!r}, object {record.obj_id}"

@@ -27,8 +27,8 @@ over the real targets only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +38,12 @@ from rvoslib._checks import check_tensor, format_shape, is_compiling
 from rvoslib.losses._set_inputs import (
     CLASS_LOSSES,
     check_outputs,
-    focal_terms,
     prepare_targets,
-    upsample,
 )
-from rvoslib.losses.boxes import box_cxcywh_to_xyxy, generalized_box_iou
+from rvoslib.losses.match_costs import layer_cost
 
 __all__ = [
+    "MATCHER_WEIGHTS",
     "HungarianMatcher",
     "hungarian_assignment",
     "match_cost_matrix",
@@ -53,83 +52,14 @@ __all__ = [
 ]
 
 _LARGE_COST = 1e6
-
-
-def _time_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``values (B, T, N, M)`` averaged over T with ``weight (B, T, M)`` -> ``(B, N, M)``."""
-    total = (values * weight[:, :, None, :]).sum(1)
-    return total / weight.sum(1).clamp_min(1.0)[:, None, :]
-
-
-def _pair_dot(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """``(..., N, P)`` and ``(..., M, P)`` -> ``(..., N, M)`` sums over the pixels ``P``.
-
-    A batched product with a huge inner size and a tiny output is slow on GPUs (an H100 took
-    7.3 ms for ``(16, 50, 230400) @ (16, 230400, 4)``); splitting the pixels into up to 64 chunks
-    and summing the partial products took 1.2 ms. One target keeps the plain product (0.3 ms).
-    """
-    pixels = values.shape[-1]
-    chunks = math.gcd(pixels, 64)
-    if masks.shape[-2] == 1 or chunks == 1:
-        return values @ masks.transpose(-1, -2)
-    split_values = values.unflatten(-1, (chunks, pixels // chunks)).transpose(-3, -2)
-    split_masks = masks.unflatten(-1, (chunks, pixels // chunks)).movedim(-3, -1)
-    return (split_values @ split_masks).sum(-3)  # (..., S, N, P/S) @ (..., S, P/S, M)
-
-
-def _layer_cost(
-    is_referred: torch.Tensor,
-    masks: torch.Tensor,
-    boxes: torch.Tensor | None,
-    targets: Mapping[str, torch.Tensor],
-    weights: tuple[float, float, float, float, float],
-    class_loss: str,
-    focal_alpha: float,
-    focal_gamma: float,
-) -> torch.Tensor:
-    class_w, dice_w, focal_w, l1_w, giou_w = weights
-    batch, frames, queries = masks.shape[:3]
-    num_targets, height, width = targets["masks"].shape[1], *targets["masks"].shape[-2:]
-    visible = targets["visible"].transpose(1, 2)  # (B, T, M)
-    frame_w = targets["frame_valid"].float()[:, :, None].expand(batch, frames, num_targets)
-    cost = masks.new_zeros((batch, queries, num_targets), dtype=torch.float32)
-    if class_w:
-        referred = targets["referred"] & targets["target_valid"]
-        label = (referred[:, None, :] & visible).float()[:, :, None, :]  # (B, T, 1, M)
-        logits = is_referred.float()
-        if class_loss == "softmax":
-            probs = logits.softmax(-1)[..., None, :]  # (B, T, N, 1, 2)
-            per_frame = -(label * probs[..., 0] + (1 - label) * probs[..., 1])
-        else:
-            pos, neg = focal_terms(logits[..., 0], focal_alpha, focal_gamma)
-            per_frame = (2 * label - 1) * (pos - neg)[..., None]
-        cost = cost + class_w * _time_mean(per_frame, frame_w)
-    if dice_w or focal_w:
-        pred = upsample(masks.float(), (height, width)).flatten(-2)  # (B, T, N, P)
-        gt = targets["masks"].float().transpose(1, 2).flatten(-2)  # (B, T, M, P)
-        if dice_w:
-            probs = pred.sigmoid()
-            inter = _pair_dot(probs, gt)  # (B, T, N, M)
-            total = probs.sum(-1)[..., None] + gt.sum(-1)[:, :, None, :]
-            dice = (2 * inter + 1) / (total + 1)
-            cost = cost - dice_w * _time_mean(dice, frame_w)
-        if focal_w:
-            pos, neg = focal_terms(pred, focal_alpha, focal_gamma)
-            focal = (_pair_dot(pos - neg, gt) + neg.sum(-1)[..., None]) / pred.shape[-1]
-            cost = cost + focal_w * _time_mean(focal, frame_w)
-    if (l1_w or giou_w) and boxes is not None:
-        visible_w = visible.float() * frame_w
-        pred_boxes = boxes.float()[:, :, :, None, :]  # (B, T, N, 1, 4)
-        gt_boxes = targets["boxes"].float().transpose(1, 2)[:, :, None]  # (B, T, 1, M, 4)
-        if l1_w:
-            l1 = (pred_boxes - gt_boxes).abs().sum(-1)
-            cost = cost + l1_w * _time_mean(l1, visible_w)
-        if giou_w:
-            giou = generalized_box_iou(
-                box_cxcywh_to_xyxy(boxes.float()), box_cxcywh_to_xyxy(gt_boxes[:, :, 0])
-            )
-            cost = cost - giou_w * _time_mean(giou, visible_w)
-    return cost
+#: The cost weights of :class:`HungarianMatcher`, in the order of its ``weights`` tuple.
+MATCHER_WEIGHTS = (
+    "class_weight",
+    "dice_weight",
+    "mask_focal_weight",
+    "box_l1_weight",
+    "giou_weight",
+)
 
 
 def match_cost_matrix(
@@ -137,15 +67,7 @@ def match_cost_matrix(
     masks: torch.Tensor,
     targets: Mapping[str, torch.Tensor],
     boxes: torch.Tensor | None = None,
-    *,
-    class_weight: float = 2.0,
-    dice_weight: float = 5.0,
-    mask_focal_weight: float = 0.0,
-    box_l1_weight: float = 0.0,
-    giou_weight: float = 0.0,
-    class_loss: str = "softmax",
-    focal_alpha: float = 0.25,
-    focal_gamma: float = 2.0,
+    **matcher: Any,
 ) -> torch.Tensor:
     """The matching cost of one decoder layer (see the module docstring for the terms).
 
@@ -154,9 +76,8 @@ def match_cost_matrix(
         masks: ``(B, T, N, h, w)`` mask logits.
         targets: the target dict (see :func:`prepare_targets`), ``masks (B, M, T, H, W)``.
         boxes: ``(B, T, N, 4)`` normalised cxcywh boxes, needed for nonzero box weights.
-        class_weight, dice_weight, mask_focal_weight, box_l1_weight, giou_weight: Term weights.
-        class_loss: ``"softmax"`` or ``"focal"``.
-        focal_alpha, focal_gamma: Focal parameters (class and mask focal costs).
+        **matcher: :class:`HungarianMatcher` keyword arguments (term weights, ``class_loss``,
+            focal parameters; default: 2 softmax class + 5 Dice).
 
     Returns:
         ``(B, N, M)`` float32 cost, no gradient (columns of padding targets are meaningless).
@@ -167,22 +88,13 @@ def match_cost_matrix(
         >>> match_cost_matrix(torch.zeros(1, 2, 3, 2), torch.zeros(1, 2, 3, 4, 4), targets).shape
         torch.Size([1, 3, 1])
     """
-    if class_loss not in CLASS_LOSSES:
-        raise ValueError(f"class_loss must be one of {CLASS_LOSSES}, got {class_loss!r}")
-    need_boxes = bool(box_l1_weight or giou_weight)
-    targets = prepare_targets(targets, with_boxes=need_boxes)
     check_tensor(is_referred, "is_referred", ("B", "T", "N", "K"), floating=True)
     check_tensor(masks, "masks", ("B", "T", "N", "h", "w"), floating=True)
     outputs = {"is_referred": is_referred[None], "masks": masks[None]}
     if boxes is not None:
         check_tensor(boxes, "boxes", ("B", "T", "N", 4), floating=True)
         outputs["boxes"] = boxes[None]
-    check_outputs(outputs, targets, class_loss, need_boxes)
-    weights = (class_weight, dice_weight, mask_focal_weight, box_l1_weight, giou_weight)
-    with torch.no_grad(), torch.autocast(device_type=masks.device.type, enabled=False):
-        return _layer_cost(
-            is_referred, masks, boxes, targets, weights, class_loss, focal_alpha, focal_gamma
-        )
+    return HungarianMatcher(**matcher).cost(outputs, targets)[0]
 
 
 def _solve(cost: torch.Tensor, target_valid: torch.Tensor) -> np.ndarray:
@@ -284,11 +196,8 @@ class HungarianMatcher(nn.Module):
         class_loss: ``"softmax"`` (K = 2 logits, index 0 = referred) or ``"focal"`` (K = 1).
         focal_alpha, focal_gamma: Focal parameters of the class and mask focal costs.
 
-    Presets: :meth:`mttr` (2 softmax class + 5 Dice), :meth:`referformer` (2 focal class + 5 L1
-    + 2 GIoU + 2 mask focal + 5 Dice), :meth:`soc` (2 focal class + 5 Dice + 2 L1 + 2 GIoU).
-
     Example:
-        >>> matcher = HungarianMatcher.mttr()
+        >>> matcher = HungarianMatcher(class_weight=2.0, dice_weight=5.0)  # MTTR's
         >>> outputs = {"is_referred": torch.zeros(3, 1, 2, 4, 2),  # (Ly, B, T, N, K)
         ...            "masks": torch.zeros(3, 1, 2, 4, 4, 4)}  # (Ly, B, T, N, h, w)
         >>> targets = {"masks": torch.ones(1, 1, 2, 8, 8), "target_valid": torch.ones(1, 1).bool(),
@@ -328,22 +237,6 @@ class HungarianMatcher(nn.Module):
             raise ValueError(f"class_loss must be one of {CLASS_LOSSES}, got {class_loss!r}")
         self.weights = tuple(float(value) for value in weights.values())
         self.class_loss, self.focal_alpha, self.focal_gamma = class_loss, focal_alpha, focal_gamma
-
-    @classmethod
-    def mttr(cls) -> HungarianMatcher:
-        """MTTR: ``2 x -p(label)`` (softmax) ``+ 5 x -Dice``, averaged over frames."""
-        return cls(class_weight=2.0, dice_weight=5.0, class_loss="softmax")
-
-    @classmethod
-    def referformer(cls) -> HungarianMatcher:
-        """ReferFormer: 2 focal class + 5 box L1 + 2 GIoU + 2 mask focal + 5 Dice."""
-        return cls(2.0, 5.0, mask_focal_weight=2.0, box_l1_weight=5.0, giou_weight=2.0,
-                   class_loss="focal")  # fmt: skip
-
-    @classmethod
-    def soc(cls) -> HungarianMatcher:
-        """SOC: 2 focal class + 5 Dice + 2 box L1 + 2 GIoU (no mask focal cost)."""
-        return cls(2.0, 5.0, box_l1_weight=2.0, giou_weight=2.0, class_loss="focal")
 
     @property
     def uses_boxes(self) -> bool:
@@ -391,7 +284,7 @@ class HungarianMatcher(nn.Module):
         with torch.autocast(device_type=masks.device.type, enabled=False):
             cost = torch.stack(
                 [
-                    _layer_cost(
+                    layer_cost(
                         outputs["is_referred"][layer],
                         masks[layer],
                         None if boxes is None else boxes[layer],

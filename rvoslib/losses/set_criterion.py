@@ -92,11 +92,13 @@ class SetCriterion(nn.Module):
         class_loss: ``"softmax"`` (K = 2 logits) or ``"focal"`` (K = 1); must be the matcher's.
         focal_alpha, focal_gamma: Focal parameters (class and mask focal terms).
 
-    Presets: :meth:`mttr`, :meth:`referformer`, :meth:`soc` (without SOC's contrastive term,
-    see :mod:`rvoslib.losses.contrastive`).
+    The registered criteria of :mod:`rvoslib.losses.criteria` wrap it for whole batches; each
+    paper's weights are its architecture's criterion constant (e.g.
+    :data:`~rvoslib.models.architectures.mttr.MTTR_CRITERION`).
 
     Example:
-        >>> criterion = SetCriterion.mttr()
+        >>> matcher = HungarianMatcher(class_weight=2.0, dice_weight=5.0)
+        >>> criterion = SetCriterion(matcher, {"class": 2.0, "dice": 5.0, "mask_focal": 2.0})
         >>> outputs = {"is_referred": torch.zeros(3, 1, 2, 4, 2),  # (Ly, B, T, N, K)
         ...            "masks": torch.zeros(3, 1, 2, 4, 4, 4)}  # (Ly, B, T, N, h, w)
         >>> targets = {"masks": torch.ones(1, 1, 2, 8, 8), "target_valid": torch.ones(1, 1).bool(),
@@ -137,24 +139,6 @@ class SetCriterion(nn.Module):
         self.weights = {key: float(weights.get(key, 0.0)) for key in LOSS_KEYS}
         self.no_object_weight = float(no_object_weight)
         self.class_loss, self.focal_alpha, self.focal_gamma = class_loss, focal_alpha, focal_gamma
-
-    @classmethod
-    def mttr(cls) -> SetCriterion:
-        """MTTR: 2 softmax CE (no-object 0.1) + 5 Dice + 2 mask focal; MTTR matcher."""
-        weights = {"class": 2.0, "dice": 5.0, "mask_focal": 2.0}
-        return cls(HungarianMatcher.mttr(), weights, 0.1, "softmax")
-
-    @classmethod
-    def referformer(cls) -> SetCriterion:
-        """ReferFormer: 2 focal class + 5 L1 + 2 GIoU + 2 mask focal + 5 Dice."""
-        weights = {"class": 2.0, "box_l1": 5.0, "giou": 2.0, "mask_focal": 2.0, "dice": 5.0}
-        return cls(HungarianMatcher.referformer(), weights, 0.1, "focal")
-
-    @classmethod
-    def soc(cls) -> SetCriterion:
-        """SOC: 2 focal class + 5 Dice + 2 mask focal + 2 L1 + 2 GIoU (+ contrastive, apart)."""
-        weights = {"class": 2.0, "dice": 5.0, "mask_focal": 2.0, "box_l1": 2.0, "giou": 2.0}
-        return cls(HungarianMatcher.soc(), weights, 0.1, "focal")
 
     @property
     def uses_boxes(self) -> bool:

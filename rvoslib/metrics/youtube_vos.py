@@ -14,24 +14,23 @@ Several objects of one video, segmented separately, are merged by score
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import warnings
-import zipfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from rvoslib._checks import format_shape
-from rvoslib._io import atomic_write_bytes
-from rvoslib._palette import voc_palette
 from rvoslib.metrics.davis import MaskLike, boundary_f_measure, region_similarity
+from rvoslib.metrics.youtube_vos_submission import (
+    write_youtube_vos_masks,
+    zip_youtube_vos_submission,
+)
 
 __all__ = [
     "YTVOS_PROTOCOLS",
@@ -292,116 +291,3 @@ def merge_object_scores(
     best = values.argmax(axis=0)
     lookup = np.asarray(ids, np.uint8)
     return np.where(values.max(axis=0) > threshold, lookup[best], 0).astype(np.uint8)
-
-
-def _png(ids: np.ndarray) -> bytes:
-    image = Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8), mode="P")
-    image.putpalette(voc_palette().reshape(-1).tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_youtube_vos_masks(
-    root: str | os.PathLike,
-    video_id: str,
-    masks: MaskLike,
-    frame_ids: Sequence[str],
-    *,
-    size: Sequence[int] | None = None,
-    keep: Collection[str] | None = None,
-) -> list[Path]:
-    """Write one video's object-id maps as ``<root>/Annotations/<video_id>/<frame>.png``.
-
-    Indexed PNGs with the DAVIS palette (pixel value = object id), written atomically.
-
-    Args:
-        root: The submission folder.
-        video_id: The video.
-        masks: ``(T, H, W)`` object ids in 0..255 (e.g. :func:`merge_object_scores`) at the
-            video's original size.
-        frame_ids: The ``T`` frame names, without extension.
-        size: The original ``(H, W)``, checked when given.
-        keep: Only these frames are written (the frames listed for evaluation,
-            :func:`evaluation_frames`); None writes all.
-
-    Returns:
-        The written paths.
-
-    Raises:
-        ValueError: ``masks`` is not ``(T, H, W)``, ``len(frame_ids) != T``, ids outside
-            0..255, or a size other than ``size`` (both named).
-    """
-    values = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    if values.ndim != 3:
-        raise ValueError(f"masks must be (T, H, W) object ids, got {format_shape(values.shape)}")
-    if len(frame_ids) != values.shape[0]:
-        raise ValueError(
-            f"frame_ids must name the {values.shape[0]} frames of masks "
-            f"{format_shape(values.shape)}, got {len(frame_ids)} names"
-        )
-    if size is not None and tuple(values.shape[1:]) != (int(size[0]), int(size[1])):
-        raise ValueError(
-            f"video {video_id!r}: masks are {values.shape[1]}x{values.shape[2]} but the "
-            f"original frames are {int(size[0])}x{int(size[1])} (HxW); the submission needs the "
-            "original size (rvoslib.data.restore_size)"
-        )
-    if values.size and (values.min() < 0 or values.max() > 255):
-        raise ValueError(
-            f"masks must hold object ids in 0..255, got {values.min()}..{values.max()}"
-        )
-    folder = Path(root) / "Annotations" / str(video_id)
-    paths = []
-    for frame_id, ids in zip(frame_ids, values):
-        if keep is None or str(frame_id) in keep:
-            path = folder / f"{frame_id}.png"
-            atomic_write_bytes(path, _png(ids))
-            paths.append(path)
-    return paths
-
-
-def zip_youtube_vos_submission(
-    root: str | os.PathLike,
-    zip_path: str | os.PathLike | None = None,
-    *,
-    expected: Mapping[str, Sequence[str]] | None = None,
-) -> Path:
-    """Zip ``<root>/Annotations/<video>/<frame>.png`` for the YouTube-VOS server, atomically.
-
-    Args:
-        root: The submission folder.
-        zip_path: The archive; default ``<root>/submission.zip``.
-        expected: ``{video_id: frame ids}`` listed for evaluation (:func:`evaluation_frames`);
-            when given, every listed frame must have a PNG and only those are archived.
-
-    Returns:
-        The archive's path (entries ``Annotations/<video>/<frame>.png``, sorted).
-
-    Raises:
-        FileNotFoundError: no ``Annotations`` folder, or listed frames without a PNG (the
-            first few are named).
-    """
-    annotations = Path(root) / "Annotations"
-    if not annotations.is_dir():
-        raise FileNotFoundError(f"no Annotations folder to zip in {Path(root)}")
-    found = {
-        (path.parent.name, path.stem): path
-        for path in annotations.glob("*/*.png")
-        if not path.name.startswith(".")
-    }
-    if expected is not None:
-        wanted = {(str(v), str(f)) for v, frames in expected.items() for f in frames}
-        missing = sorted(wanted - set(found))
-        if missing:
-            shown = ", ".join(f"{v}/{f}.png" for v, f in missing[:5])
-            raise FileNotFoundError(
-                f"{len(missing)} frames listed for evaluation have no PNG in {annotations}: {shown}"
-            )
-        found = {key: path for key, path in found.items() if key in wanted}
-    target = Path(zip_path) if zip_path is not None else Path(root) / "submission.zip"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for (video_id, frame_id), path in sorted(found.items()):
-            archive.write(path, f"Annotations/{video_id}/{frame_id}.png")
-    atomic_write_bytes(target, buffer.getvalue())
-    return target

@@ -3,6 +3,7 @@
 Importing this package registers every built-in part and architecture.
 """
 
+from rvoslib.models.adapters import ConvAdapter, ConvBNReLUAdapter, IdentityAdapter
 from rvoslib.models.architectures import (
     FusionConfig,
     FusionModel,
@@ -30,8 +31,16 @@ from rvoslib.models.backbones import (
     load_state_dict_file,
     temporal_shift,
 )
-from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel, read_config
-from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.base import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelInputs,
+    RVOSModel,
+    SegmentationModel,
+    VOSModel,
+    read_config,
+)
+from rvoslib.models.config import ArchitectureConfig, Part
 from rvoslib.models.flow import (
     FlowConsistencyLoss,
     FlowEstimator,
@@ -54,18 +63,26 @@ from rvoslib.models.heads import (
     SegmentationHead,
     TextFPNPixelDecoder,
 )
-from rvoslib.models.legacy import RVOSConfig, convert_legacy_config
 from rvoslib.models.positions import pixel_centres, sine_positions
-from rvoslib.models.presets import create_model, get_preset_config, list_presets, register_preset
+from rvoslib.models.presets import (
+    PRESETS,
+    create_model,
+    get_preset_config,
+    list_presets,
+    register_preset,
+)
 from rvoslib.models.registry import (
+    ADAPTERS,
     ARCHITECTURES,
     BACKBONES,
+    DECODERS,
     FUSIONS,
     HEADS,
     MASK_HEADS,
     PIXEL_DECODERS,
     TEMPORAL_MODULES,
     TEXT_ENCODERS,
+    TEXT_PROJECTIONS,
     TRANSFORMERS,
     Registry,
 )
@@ -76,7 +93,7 @@ from rvoslib.models.temporal import (
     NoTemporalMixing,
     TemporalModule,
 )
-from rvoslib.models.text import HashTokenizer, TextEncoder, TextFeatures
+from rvoslib.models.text import HashTokenizer, LinearNormGELU, TextEncoder, TextFeatures
 from rvoslib.models.transformer import (
     LongShortCrossAttention,
     MTTRTransformer,
@@ -85,20 +102,26 @@ from rvoslib.models.transformer import (
 )
 
 __all__ = [
+    "ADAPTERS",
     "ARCHITECTURES",
     "BACKBONES",
     "CONFIG_FILE",
+    "DECODERS",
     "FUSIONS",
     "HEADS",
     "MASK_HEADS",
     "PIXEL_DECODERS",
+    "PRESETS",
     "TEMPORAL_MODULES",
     "TEXT_ENCODERS",
+    "TEXT_PROJECTIONS",
     "TRANSFORMERS",
     "WEIGHTS_FILE",
     "ArchitectureConfig",
     "BidirectionalMultimodalFusion",
     "CondInstMaskHead",
+    "ConvAdapter",
+    "ConvBNReLUAdapter",
     "ConvLSTM",
     "ConvLSTMCell",
     "CorrelationMotion",
@@ -111,19 +134,22 @@ __all__ = [
     "FusionConfig",
     "FusionModel",
     "HashTokenizer",
+    "IdentityAdapter",
     "KernelMaskHead",
+    "LinearNormGELU",
     "LoShConfig",
     "LoShModel",
     "LongShortCrossAttention",
     "MTTRConfig",
     "MTTRModel",
     "MTTRTransformer",
+    "ModelInputs",
     "MotionFusionConfig",
     "MotionFusionModel",
     "MultiHeadCrossAttention",
     "MultiScaleSegmentationHead",
     "NoTemporalMixing",
-    "RVOSConfig",
+    "Part",
     "RVOSModel",
     "ReferFormerConfig",
     "ReferFormerModel",
@@ -133,6 +159,7 @@ __all__ = [
     "SOCModel",
     "SOCTransformer",
     "SegmentationHead",
+    "SegmentationModel",
     "Seq2SeqConfig",
     "Seq2SeqModel",
     "TemporalModule",
@@ -141,11 +168,11 @@ __all__ = [
     "TextFeatures",
     "TinyConvNet",
     "VGGBackbone",
+    "VOSModel",
     "VideoFusionConfig",
     "VideoFusionModel",
     "VideoSwinBackbone",
     "VisualBackbone",
-    "convert_legacy_config",
     "create_model",
     "flow_consistency_loss",
     "forward_backward_occlusion",

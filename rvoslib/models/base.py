@@ -1,23 +1,24 @@
-"""``RVOSModel``: the common base of every architecture.
+"""The model contract: ``SegmentationModel``, and ``RVOSModel`` / ``VOSModel`` on top.
 
-An architecture is an ``RVOSModel`` subclass registered in
-:data:`~rvoslib.models.registry.ARCHITECTURES`, built from keyword-only injected parts, with a
-config dataclass (:class:`~rvoslib.models.config.ArchitectureConfig`) and a ``from_config``
-that builds the parts from their specs. The base gives every architecture the same contract:
+An architecture is a subclass of :class:`RVOSModel` (it takes a sentence per clip) or
+:class:`VOSModel` (it takes the first frame's mask of the object), registered in
+:data:`~rvoslib.models.registry.ARCHITECTURES`, with a config dataclass
+(:class:`~rvoslib.models.config.ArchitectureConfig`) listing its parts. Every architecture has
+the same contract, so training, evaluation, inference, export and the CLI work for all:
 
-* ``forward(frames (B, T, 3, H, W), text_ids (B, L), text_mask (B, L)) -> (B, T, 1, H, W)``
-  mask logits of the referred object, so metrics, inference, export and the CLI work for all;
-* ``forward_outputs(frames, text) -> dict`` the architecture's own, richer outputs, and
-  ``referred_logits(outputs)`` picking the referred object's logits from them;
-* ``forward_batch(batch) -> outputs`` and ``losses(outputs, batch) -> dict[str, Tensor]``, the
-  weighted, named training loss terms (the Trainer sums and logs them);
-* ``predict(batch, clip_len)`` for evaluation, ``save_pretrained`` / ``from_pretrained``.
+* ``inputs`` (:class:`ModelInputs`): what a batch must hold, and the tokenizer; the data
+  side builds its collator from it (:func:`rvoslib.data.collator_for`);
+* ``forward_batch(batch) -> outputs`` (the architecture's own outputs) and
+  ``losses(outputs, batch) -> dict[str, Tensor]``: the weighted loss terms of the registered
+  ``criterion`` part (the Trainer sums and logs them);
+* ``predict(batch, clip_len) -> (B, T, 1, H, W)`` float32 logits of whole videos,
+  ``candidates(outputs)`` (masks and scores of protocols that score several objects),
+  ``save_pretrained`` / ``SegmentationModel.from_pretrained`` (any architecture).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,79 +28,86 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
-from rvoslib._io import atomic_directory
-from rvoslib.models.config import CONFIG_FORMAT_VERSION, ArchitectureConfig
-from rvoslib.models.registry import ARCHITECTURES, normalize_spec
+from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.inputs import (
+    MASK_KEYS,
+    TEXT_KEYS,
+    ModelInputs,
+    check_first_mask,
+    check_model_kind,
+    check_text_inputs,
+    matching_dtype,
+)
+from rvoslib.models.registry import ARCHITECTURES
+from rvoslib.models.saving import (
+    CONFIG_FILE,
+    TOKENIZER_FILES,
+    WEIGHTS_FILE,
+    load_weights,
+    read_config,
+    save_model,
+)
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "RVOSModel", "load_weights", "read_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "ModelInputs",
+    "RVOSModel",
+    "SegmentationModel",
+    "VOSModel",
+    "check_first_mask",
+    "load_weights",
+    "read_config",
+]
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILES = ("tokenizer_config.json", "rvos_hash_tokenizer.json")
 
+class SegmentationModel(nn.Module):
+    """The one base of every architecture (see the module docstring).
 
-class RVOSModel(nn.Module):
-    """Base of every architecture; also the entry point ``RVOSModel.from_pretrained(folder)``.
-
-    Each subclass sets ``config_class`` (its :class:`ArchitectureConfig` subclass) and ``task``:
-    ``"rvos"`` (referring: a sentence per clip) or ``"vos"`` (the first frame's mask).
-
-    Example:
-        >>> from rvoslib import create_model
-        >>> model = create_model("tiny").eval()
-        >>> tokens = model.tokenize(["the red circle"])
-        >>> frames = torch.randn(1, 2, 3, 64, 64)
-        >>> model(frames, tokens["input_ids"], tokens["attention_mask"]).shape
-        torch.Size([1, 2, 1, 64, 64])
+    ``SegmentationModel.from_pretrained(folder)`` and ``SegmentationModel.from_config(config)``
+    build any registered architecture.
     """
 
     config_class: ClassVar[type[ArchitectureConfig]] = ArchitectureConfig
-    task: ClassVar[str] = "rvos"
-    text_encoder: nn.Module
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> RVOSModel:
-        if cls is RVOSModel:  # rvoslib 0.1 built the seed design as RVOSModel(backbone=...)
-            import warnings
-
-            from rvoslib.models.architectures.fusion import FusionModel
-
-            warnings.warn(
-                "RVOSModel(backbone=..., ...) is deprecated since rvoslib 0.2: build the seed "
-                "design with FusionModel(backbone=..., ...) (same keywords)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return super().__new__(FusionModel)
-        return super().__new__(cls)
+    #: ``"text"`` or ``"first_mask"``: the input that says which object to segment.
+    input_kind: ClassVar[str] = ""
+    task: ClassVar[str] = ""  # "rvos" or "vos", for users; code reads :attr:`inputs`
+    #: The batch keys the forward pass reads (``inputs.keys``, known without the tokenizer).
+    input_keys: ClassVar[tuple[str, ...]] = ()
+    _takes: ClassVar[str] = ""
+    criterion: nn.Module
 
     # ------------------------------------------------------------------ building and config
     @classmethod
     def from_config(
         cls, config: ArchitectureConfig | Mapping[str, Any], *, pretrained: bool = False
-    ) -> RVOSModel:
-        """Build the architecture a config describes (``RVOSModel.from_config`` dispatches on
-        the config's ``architecture``).
+    ) -> SegmentationModel:
+        """Build the architecture ``config`` (an :class:`ArchitectureConfig` or its dict)
+        describes; the base classes dispatch on its ``architecture``. ``pretrained``: load the
+        pretrained weights of parts that have them (may download).
 
-        Args:
-            config: An :class:`ArchitectureConfig` or its dict.
-            pretrained: Load pretrained weights of parts that have them (may download).
+        Raises:
+            ValueError: the config is another architecture's than ``cls``'s.
         """
         if isinstance(config, Mapping):
             data = dict(config)
             architecture = data.get("architecture", cls.config_class.architecture)
             config = ARCHITECTURES.get(architecture).config_class.from_dict(data)
         target = ARCHITECTURES.get(config.architecture)
-        if target is cls or cls is RVOSModel:
-            return target.build(config, pretrained=pretrained)
-        raise ValueError(
-            f"{cls.__name__}.from_config got a config of architecture {config.architecture!r}"
-        )
+        check_model_kind(cls, target, f"config of architecture {config.architecture!r}")
+        return target.build(config, pretrained=pretrained)
 
     @classmethod
-    def build(cls, config: ArchitectureConfig, *, pretrained: bool = False) -> RVOSModel:
-        """Build the parts from their specs and wire them (implemented by each architecture)."""
-        raise NotImplementedError(f"{cls.__name__} does not implement build(config)")
+    def build(cls, config: ArchitectureConfig, *, pretrained: bool = False) -> SegmentationModel:
+        """Build the parts of ``config`` in its ``parts`` order, each receiving what its
+        :class:`~rvoslib.models.config.Part` injects from the parts built before it, then
+        ``cls(**parts, **config.options())``: every option is checked once, by ``__init__``.
+        """
+        built: dict[str, Any] = {}
+        for name, part in config.part_slots().items():
+            built[name] = part.build(getattr(config, name), built, config, pretrained)
+        return cls(**built, **config.options())
 
     @property
     def architecture(self) -> str:
@@ -117,116 +125,63 @@ class RVOSModel(nn.Module):
         values: dict[str, Any] = {}
         for name in self.config_class.field_names():
             if name in self.config_class.parts:
-                registry = self.config_class.parts[name]
+                registry = self.config_class.part_registry(name)
                 values[name] = registry.spec_of(getattr(self, name))
             else:
                 values[name] = copy.deepcopy(recorded[name])
         return self.config_class(**values)
 
-    # ------------------------------------------------------------------ the forward contract
-    def tokenize(
-        self, texts: list[str] | str, max_length: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Tokenize expressions with the text encoder's tokenizer."""
-        return self.text_encoder.tokenize(texts, max_length)
+    # ------------------------------------------------------------------ the contract
+    @property
+    def inputs(self) -> ModelInputs:
+        """What the model reads from a batch (see :class:`ModelInputs`)."""
+        raise NotImplementedError
 
-    def encode_text(
-        self, text_ids: torch.Tensor, text_mask: torch.Tensor | None = None
-    ) -> TextFeatures:
-        """Encode expressions once, e.g. to reuse them for many clips of one video."""
-        return self.text_encoder(text_ids, text_mask)
-
-    def forward(
-        self,
-        frames: torch.Tensor,
-        text_ids: torch.Tensor,
-        text_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Segment the referred object in every frame.
-
-        Args:
-            frames: ``(B, T, 3, H, W)`` normalised float frames.
-            text_ids: ``(B, L)`` token ids.
-            text_mask: ``(B, L)`` attention mask (1/True for real tokens).
-
-        Returns:
-            ``(B, T, 1, H, W)`` mask logits.
+    def check_batch(self, batch: Mapping[str, Any]) -> None:
+        """Check that ``batch`` holds the input the model takes.
 
         Raises:
-            ValueError: a bad shape, an empty batch, clip or expression, or token ids outside
-                the text encoder's vocabulary (each named with the expected and actual value).
-            TypeError: integer frames or floating token ids.
+            ValueError: a key of :attr:`inputs` is missing; the message says which input the
+                model takes (a mask given to a text model, or text to a mask model).
         """
-        if not is_compiling():
-            check_tensor(text_ids, "text_ids", ("B", "L"), floating=False)
-            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
-            if text_ids.shape[0] != frames.shape[0]:
-                raise ValueError(
-                    f"frames and text_ids must have the same batch size B, got frames "
-                    f"{format_shape(frames.shape)} and text_ids {format_shape(text_ids.shape)}"
-                )
-            if 0 in frames.shape or text_ids.shape[1] == 0:
-                raise ValueError(
-                    f"empty input: frames {format_shape(frames.shape)}, text_ids "
-                    f"{format_shape(text_ids.shape)} (every dimension must be >= 1)"
-                )
-            vocab = getattr(getattr(self.text_encoder, "language_model", None), "config", None)
-            size = getattr(vocab, "vocab_size", None)
-            if size is not None and (int(text_ids.min()) < 0 or int(text_ids.max()) >= size):
-                raise ValueError(
-                    f"text_ids must be in [0, {size}) (the text encoder's vocabulary), got ids "
-                    f"from {int(text_ids.min())} to {int(text_ids.max())}: tokenize with "
-                    "model.tokenize"
-                )
-            frames = _matching_dtype(frames, self)
-        return self.forward_with_text(frames, self.encode_text(text_ids, text_mask))
+        missing = [key for key in self.input_keys if key not in batch and key != "text_mask"]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} (architecture {self.architecture!r}) {self._takes}; "
+                f"the batch lacks {missing} (got keys {sorted(batch)})"
+            )
 
-    def forward_with_text(self, frames: torch.Tensor, text: TextFeatures) -> torch.Tensor:
-        """Like :meth:`forward` with precomputed :class:`TextFeatures` (batch ``B``)."""
-        if not is_compiling():
-            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
-            if text.sentence.shape[0] != frames.shape[0]:
-                raise ValueError(
-                    f"text features must have batch size {frames.shape[0]} (frames "
-                    f"{format_shape(frames.shape)}), got {text.sentence.shape[0]}"
-                )
-        return self.referred_logits(self.forward_outputs(frames, text))
-
-    def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
-        """The architecture's outputs for ``frames (B, T, 3, H, W)`` and encoded text."""
+    def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The architecture's outputs for a collated batch (keys: :attr:`inputs`)."""
         raise NotImplementedError
 
     def referred_logits(self, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The referred object's ``(B, T, 1, H, W)`` logits among ``outputs`` (default: the
+        """The segmented object's ``(B, T, 1, H, W)`` logits among ``outputs`` (default: the
         ``"logits"`` entry)."""
         return outputs["logits"]
 
-    def forward_batch(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Training outputs of a collated batch (``frames``, ``text_ids``, ``text_mask``...)."""
-        text = self.encode_text(batch["text_ids"], batch.get("text_mask"))
-        return self.forward_outputs(batch["frames"], text)
+    def candidates(self, outputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate masks and their scores, for protocols that score several objects per
+        frame (A2D-Sentences: every query with its probability of being the referred one).
+
+        Returns:
+            ``logits (B, T, N, h, w)`` (``h, w`` may be below the frames' size) and ``scores
+            (B, T, N)`` in ``[0, 1]``. Default: ``N = 1``, the referred logits, score 1.
+        """
+        logits = self.referred_logits(outputs)
+        return logits, logits.new_ones(logits.shape[:3])
 
     def losses(
-        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
     ) -> dict[str, torch.Tensor]:
-        """Weighted training loss terms (their sum is the loss) of :meth:`forward_batch`'s
-        outputs against the batch's ``masks (B, T, H, W)``, ``valid (B, T)``..."""
-        raise NotImplementedError
+        """Weighted, named training loss terms (their sum is the loss) of
+        :meth:`forward_batch`'s outputs against the batch (``masks (B, T, H, W)``, ``valid
+        (B, T)``...): the registered ``criterion`` part's."""
+        return self.criterion(outputs, batch)
 
-    @torch.no_grad()
-    def predict(
-        self, batch: Mapping[str, torch.Tensor], clip_len: int | None = None
-    ) -> torch.Tensor:
-        """Float32 logits ``(B, T, 1, H, W)`` of whole videos, ``clip_len`` frames per forward
-        pass (``None``: all at once), the text encoded once."""
-        frames = batch["frames"]
-        chunk = clip_len or frames.shape[1]
-        text = self.encode_text(batch["text_ids"], batch.get("text_mask"))
-        pieces = [
-            self.forward_with_text(frames[:, start : start + chunk], text)
-            for start in range(0, frames.shape[1], chunk)
-        ]
-        return torch.cat(pieces, dim=1).float()
+    def predict(self, batch: Mapping[str, Any], clip_len: int | None = None) -> torch.Tensor:
+        """Float32 logits ``(B, T, 1, H, W)`` of whole videos, ``clip_len`` frames a pass."""
+        raise NotImplementedError
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by learning-rate group: ``backbone``, ``text`` (the language
@@ -253,126 +208,192 @@ class RVOSModel(nn.Module):
         Returns:
             The folder.
         """
-        from safetensors.torch import save_file
-
-        config = self.config.to_dict()
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        with atomic_directory(directory) as temp_dir:
-            text_encoder = getattr(self, "text_encoder", None)
-            if text_encoder is not None and text_encoder.save_tokenizer(temp_dir):
-                config["text_encoder"]["tokenizer"] = None
-            config["format_version"] = CONFIG_FORMAT_VERSION
-            _check_json(config)
-            (temp_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            save_file(state, str(temp_dir / WEIGHTS_FILE))
-        return Path(directory)
+        return save_model(self, directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
-    ) -> RVOSModel:
-        """Restore a model written by :meth:`save_pretrained`, of any registered architecture
-        (offline). Folders written by rvoslib 0.1 are converted.
+    ) -> SegmentationModel:
+        """Restore a model written by :meth:`save_pretrained` (offline). Folders written by
+        older versions are converted. ``SegmentationModel.from_pretrained`` loads any
+        architecture; ``RVOSModel.from_pretrained`` / ``VOSModel.from_pretrained`` only their
+        kind.
 
         Raises:
             FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (named).
             KeyError: a part of the config is not registered (names the part, its kind, the
                 registered names, and says to import the module that registers it).
+            ValueError: the folder holds a model of another kind than ``cls``.
         """
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(
                     f"{str(directory / name)!r} not found: a model folder needs {CONFIG_FILE} "
-                    f"and {WEIGHTS_FILE} (written by RVOSModel.save_pretrained)"
+                    f"and {WEIGHTS_FILE} (written by save_pretrained)"
                 )
         config = read_config(directory)
+        check_model_kind(cls, ARCHITECTURES.get(config["architecture"]), f"{str(directory)!r}")
         if "text_encoder" in config and any((directory / n).exists() for n in TOKENIZER_FILES):
             config["text_encoder"]["tokenizer"] = str(directory)
-        model = cls.from_config(config, pretrained=False)
+        model = SegmentationModel.from_config(config, pretrained=False)
         model.load_state_dict(load_weights(directory / WEIGHTS_FILE, map_location))
         return model
 
 
-def read_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The config dict of a model folder, converted to the current format, with every part
-    checked against the registries.
+class RVOSModel(SegmentationModel):
+    """Base of referring architectures: a sentence says which object to segment.
 
-    Raises:
-        KeyError: an architecture or part is not registered.
+    Example:
+        >>> from rvoslib import create_model
+        >>> model = create_model("tiny").eval()
+        >>> tokens = model.tokenize(["the red circle"])
+        >>> frames = torch.randn(1, 2, 3, 64, 64)
+        >>> model(frames, tokens["input_ids"], tokens["attention_mask"]).shape
+        torch.Size([1, 2, 1, 64, 64])
     """
-    from rvoslib.models.legacy import convert_legacy_config
 
-    path = Path(directory) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(config).__name__}")
-    if "architecture" not in config:
-        config = convert_legacy_config(config)
-    architecture = config["architecture"]
-    try:
-        config_class = ARCHITECTURES.get(architecture).config_class
-    except KeyError as error:
-        raise KeyError(f"{str(path)!r}: {error.args[0]}") from None
-    for field_name, registry in config_class.parts.items():
-        spec = config.get(field_name)
-        if spec is None:
-            continue
-        name = normalize_spec(spec, registry.kind)["name"]
-        if name not in registry:
-            raise KeyError(
-                f"{str(path)!r}: part {field_name!r} is {registry.kind} {name!r}, which is not "
-                f"registered (registered {registry.kind}s: {', '.join(registry.names())}); "
-                f"import the module that registers {name!r} before loading (rvos: --import "
-                "MODULE)"
-            )
-    return config
+    input_kind: ClassVar[str] = "text"
+    input_keys: ClassVar[tuple[str, ...]] = TEXT_KEYS
+    task: ClassVar[str] = "rvos"
+    text_encoder: nn.Module
+
+    @property
+    def inputs(self) -> ModelInputs:
+        """``kind="text"``: ``frames``, ``text_ids``, ``text_mask``; the text encoder's
+        tokenizer (loaded on first access) and ``max_length``."""
+        encoder = self.text_encoder
+        return ModelInputs("text", TEXT_KEYS, encoder.tokenizer, encoder.max_length)
+
+    _takes = (
+        "is a referring (RVOS) model: it takes text, text_ids (B, L) and text_mask (B, L) "
+        "(model.tokenize, or a collator from model.inputs), not a first-frame mask"
+    )
+
+    def tokenize(
+        self, texts: list[str] | str, max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize expressions with the text encoder's tokenizer."""
+        return self.text_encoder.tokenize(texts, max_length)
+
+    def encode_text(
+        self, text_ids: torch.Tensor, text_mask: torch.Tensor | None = None
+    ) -> TextFeatures:
+        """Encode expressions once, e.g. to reuse them for many clips of one video."""
+        return self.text_encoder(text_ids, text_mask)
+
+    def forward(
+        self, frames: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Segment the referred object in every frame.
+
+        Args:
+            frames: ``(B, T, 3, H, W)`` normalised float frames.
+            text_ids: ``(B, L)`` token ids.
+            text_mask: ``(B, L)`` attention mask (1/True for real tokens).
+
+        Returns:
+            ``(B, T, 1, H, W)`` mask logits.
+
+        Raises:
+            ValueError: a bad shape, an empty batch, clip or expression, or token ids outside
+                the text encoder's vocabulary (each named with the expected and actual value).
+            TypeError: integer frames or floating token ids.
+        """
+        if not is_compiling():
+            vocab = getattr(getattr(self.text_encoder, "language_model", None), "config", None)
+            check_text_inputs(frames, text_ids, getattr(vocab, "vocab_size", None))
+            frames = matching_dtype(frames, self)
+        return self.forward_with_text(frames, self.encode_text(text_ids, text_mask))
+
+    def forward_with_text(self, frames: torch.Tensor, text: TextFeatures) -> torch.Tensor:
+        """Like :meth:`forward` with precomputed :class:`TextFeatures` (batch ``B``)."""
+        if not is_compiling():
+            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+            if text.sentence.shape[0] != frames.shape[0]:
+                raise ValueError(
+                    f"text features must have batch size {frames.shape[0]} (frames "
+                    f"{format_shape(frames.shape)}), got {text.sentence.shape[0]}"
+                )
+        return self.referred_logits(self.forward_outputs(frames, text))
+
+    def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
+        """The architecture's outputs for ``frames (B, T, 3, H, W)`` and encoded text."""
+        raise NotImplementedError
+
+    def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Outputs of a collated batch (``frames``, ``text_ids``, ``text_mask``).
+
+        Raises:
+            ValueError: the batch has no text (the message says what the model takes).
+        """
+        self.check_batch(batch)
+        text = self.encode_text(batch["text_ids"], batch.get("text_mask"))
+        return self.forward_outputs(batch["frames"], text)
+
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Any], clip_len: int | None = None) -> torch.Tensor:
+        """Float32 logits ``(B, T, 1, H, W)`` of whole videos, ``clip_len`` frames per forward
+        pass (``None``: all at once), the text encoded once."""
+        self.check_batch(batch)
+        frames = batch["frames"]
+        chunk = clip_len or frames.shape[1]
+        text = self.encode_text(batch["text_ids"], batch.get("text_mask"))
+        pieces = [
+            self.forward_with_text(frames[:, start : start + chunk], text)
+            for start in range(0, frames.shape[1], chunk)
+        ]
+        return torch.cat(pieces, dim=1).float()
 
 
-def _matching_dtype(frames: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Frames in the parameters' floating dtype (float64 or float16 frames of a float32 model
-    would fail deep inside a convolution); under autocast they are left as they are."""
-    if torch.is_autocast_enabled(frames.device.type):
-        return frames
-    parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if parameter is not None and frames.dtype != parameter.dtype:
-        return frames.to(parameter.dtype)
-    return frames
+class VOSModel(SegmentationModel):
+    """Base of semi-supervised VOS architectures: the first frame's mask says which object to
+    segment; ``forward(frames (B, T, 3, H, W), first_mask (B, H, W)) -> (B, T, 1, H, W)``."""
 
+    input_kind: ClassVar[str] = "first_mask"
+    input_keys: ClassVar[tuple[str, ...]] = MASK_KEYS
+    task: ClassVar[str] = "vos"
 
-def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
-    """The tensors of a ``model.safetensors`` file.
+    @property
+    def inputs(self) -> ModelInputs:
+        """``kind="first_mask"``: ``frames`` and ``first_mask``; no tokenizer."""
+        return ModelInputs("first_mask", MASK_KEYS)
 
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: it is truncated or not a safetensors file (names the file).
-    """
-    from safetensors.torch import load_file
+    _takes = (
+        "is a VOS model: it takes the first frame's mask, first_mask (B, H, W) (the object "
+        "to track in frame 0), not text"
+    )
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} not found")
-    try:
-        return load_file(str(path), device=str(device))
-    except Exception as error:  # safetensors raises its own error types
-        raise ValueError(
-            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {error}"
-        ) from error
+    def forward(self, frames: torch.Tensor, first_mask: torch.Tensor) -> torch.Tensor:
+        """Segment the object of ``first_mask (B, H, W)`` in every frame of ``frames (B, T, 3,
+        H, W)``: ``(B, T, 1, H, W)`` logits.
 
+        Raises:
+            TypeError, ValueError: bad inputs (see :func:`check_first_mask`).
+        """
+        if not is_compiling():
+            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+            check_first_mask(first_mask, frames)
+            frames = matching_dtype(frames, self)
+        return self.referred_logits(self.forward_outputs(frames, first_mask))
 
-def _check_json(config: dict[str, Any], path: str = "config") -> None:
-    """Raise a clear error for a value that JSON cannot hold (names its place)."""
-    if isinstance(config, dict):
-        for key, value in config.items():
-            _check_json(value, f"{path}[{key!r}]")
-    elif isinstance(config, list):
-        for index, value in enumerate(config):
-            _check_json(value, f"{path}[{index}]")
-    elif not (config is None or isinstance(config, (str, int, float, bool))):
-        raise TypeError(
-            f"{path} is a {type(config).__name__}, which config.json cannot hold; build the "
-            "part with JSON values (numbers, strings, lists, dicts)"
-        )
+    def forward_outputs(self, frames: torch.Tensor, first_mask: torch.Tensor) -> dict[str, Any]:
+        """The architecture's outputs for ``frames (B, T, 3, H, W)`` and ``first_mask``."""
+        raise NotImplementedError
+
+    def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Outputs of a collated batch (``frames``, ``first_mask``).
+
+        Raises:
+            ValueError: the batch has no ``first_mask`` (the message says what the model
+                takes).
+        """
+        self.check_batch(batch)
+        return self.forward_outputs(batch["frames"], batch["first_mask"])
+
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Any], clip_len: int | None = None) -> torch.Tensor:
+        """Float32 logits ``(B, T, 1, H, W)`` of whole videos (default: one pass; stateful
+        architectures override it to carry their state over chunks of ``clip_len``)."""
+        self.check_batch(batch)
+        return self(batch["frames"], batch["first_mask"]).float()

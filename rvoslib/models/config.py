@@ -1,23 +1,59 @@
 """Architecture configs: the part specs and options of one architecture, saved as ``config.json``.
 
 Each architecture declares a dataclass deriving from :class:`ArchitectureConfig`. Its fields are
-either *part specs* (``{"name": <registered name>, **keywords}``, listed in ``parts`` with the
-registry they resolve through) or plain options (loss weights, numbers of queries).
+either *part specs* (``{"name": <registered name>, **keywords}``, listed in ``parts``, in build
+order, each with the :class:`Part` saying which registry it resolves through and what it
+receives from the parts built before it) or plain options (numbers of queries, levels). The
+architecture's base class builds the parts in that order and calls ``__init__(**parts,
+**options)`` (:meth:`~rvoslib.models.base.SegmentationModel.build`): the one build path of
+every architecture.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from rvoslib.models.registry import Registry, normalize_spec
+from rvoslib.registry import Registry, normalize_spec
 
-__all__ = ["CONFIG_FORMAT_VERSION", "ArchitectureConfig"]
+__all__ = ["CONFIG_FORMAT_VERSION", "ArchitectureConfig", "Part"]
 
-#: Version of the ``config.json`` layout written by ``save_pretrained`` (1: the flat fields of
-#: rvoslib 0.1's ``RVOSConfig``, converted on load; 2: architecture + part specs).
-CONFIG_FORMAT_VERSION = 2
+#: ``inject(built, config) -> keywords``: what a part receives from the parts built before it
+#: (``built``: field name -> module) and from the config's options.
+Injector = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """How an architecture builds the part of one config field.
+
+    Attributes:
+        registry: The registry the field's spec names a part of.
+        inject: ``inject(built, config) -> dict`` of keywords the part receives from the parts
+            built before it (``built``, by field name) and the config's options, e.g. a
+            temporal module's ``channels``; ``None``: nothing.
+
+    Example:
+        >>> from rvoslib.models.registry import TEMPORAL_MODULES
+        >>> part = Part(TEMPORAL_MODULES, lambda built, config: {"channels": 8})
+        >>> part.registry.kind
+        'temporal module'
+    """
+
+    registry: Registry
+    inject: Injector | None = None
+
+    def build(self, spec: Any, built: Mapping[str, Any], config: Any, pretrained: bool) -> Any:
+        """The part of ``spec``, given the parts built so far and the config."""
+        injected = dict(self.inject(built, config)) if self.inject is not None else {}
+        return self.registry.build(spec, pretrained=pretrained, **injected)
+
+
+#: Version of the ``config.json`` layout written by ``save_pretrained`` (older layouts are
+#: converted on load by :mod:`rvoslib.models.legacy`; 3: one ``criterion`` spec per config).
+CONFIG_FORMAT_VERSION = 3
 
 
 @dataclasses.dataclass
@@ -25,21 +61,44 @@ class ArchitectureConfig:
     """Base of the configs of registered architectures.
 
     Each subclass sets ``architecture`` (the architecture's registered name) and ``parts``
-    (field name -> the :class:`~rvoslib.models.registry.Registry` its spec names a part of).
+    (field name -> :class:`Part`, or a bare :class:`~rvoslib.registry.Registry` for a part
+    that receives nothing from its neighbours), in build order.
     """
 
     architecture: ClassVar[str] = ""
-    parts: ClassVar[dict[str, Registry]] = {}
+    parts: ClassVar[dict[str, Part | Registry]] = {}
 
     def __post_init__(self) -> None:
         for field_name in self.parts:
             value = getattr(self, field_name)
-            setattr(self, field_name, normalize_spec(value, self.parts[field_name].kind))
+            registry = self.part_registry(field_name)
+            setattr(self, field_name, normalize_spec(value, registry.kind))
 
     @classmethod
     def field_names(cls) -> list[str]:
         """The config's field names."""
         return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def part_slots(cls) -> dict[str, Part]:
+        """Field name -> :class:`Part`, in build order."""
+        return {
+            name: part if isinstance(part, Part) else Part(part) for name, part in cls.parts.items()
+        }
+
+    @classmethod
+    def part_registry(cls, field_name: str) -> Registry:
+        """The registry of the part field ``field_name``."""
+        part = cls.parts[field_name]
+        return part.registry if isinstance(part, Part) else part
+
+    def options(self) -> dict[str, Any]:
+        """The fields that are not part specs (deep copies): the architecture's options."""
+        return {
+            name: copy.deepcopy(getattr(self, name))
+            for name in self.field_names()
+            if name not in self.parts
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with ``architecture`` first."""
@@ -74,17 +133,12 @@ class ArchitectureConfig:
         only the keywords it lists, e.g. ``config.replace(fusion={"num_heads": 2})``.
 
         Raises:
-            ValueError: a key is not a field (the message lists the fields and, for options
-                of rvoslib 0.1's flat ``RVOSConfig``, where they went).
+            ValueError: a key is not a field (the message lists the fields).
         """
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
-            from rvoslib.models.legacy import moved_option_hint
-
-            hints = "".join(moved_option_hint(key) for key in unknown)
             raise ValueError(
-                f"{unknown} not fields of {type(self).__name__}; valid fields: "
-                f"{self.field_names()}{hints}"
+                f"{unknown} not fields of {type(self).__name__}; valid fields: {self.field_names()}"
             )
         data = copy.deepcopy(dataclasses.asdict(self))
         for key, value in changes.items():

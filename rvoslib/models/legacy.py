@@ -1,45 +1,31 @@
-"""Reading what rvoslib 0.1 wrote: its flat ``RVOSConfig`` (27 fields) as part specs.
+"""Reading ``config.json`` files written by older versions (imported only when one is read).
 
-rvoslib 0.1 described the seed design with one flat config. Folders it saved keep loading:
-:func:`convert_legacy_config` turns the flat dict into a :class:`FusionConfig` dict with the
-same weights layout. Options that 0.1 had but that did not help (fusion gating, pooled levels,
-the top-down neck, the head's image branch and pixel-shuffle upsampling) were removed; a folder
-that used one of them cannot be converted and says so.
+* format 1 (rvoslib 0.1's flat ``RVOSConfig``, no ``architecture`` key): turned into a
+  ``fusion`` config with the same weights layout (:func:`convert_legacy_config`); options that
+  0.1 had but that did not help (fusion gating, pooled levels, the top-down neck, the head's
+  image branch and pixel-shuffle upsampling) were removed, and a folder that used one of them
+  cannot be converted and says so;
+* format 2 (architecture + part specs): the loss fields (``loss``, ``loss_weights``,
+  ``no_object_weight``, ``matcher``...) become one ``criterion`` spec, and seq2seq's flat
+  decoder fields and implicit adapters become part specs (:func:`upgrade_config`).
 """
 
 from __future__ import annotations
 
-import warnings
+import copy
+import importlib
 from typing import Any
 
-__all__ = ["RVOSConfig", "convert_legacy_config", "moved_option_hint"]
+__all__ = ["convert_legacy_config", "upgrade_config"]
 
 _NAMED_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "tinycnn")
-#: rvoslib 0.1 option -> (part, keyword) it became.
-_MOVED = {
-    "backbone": ("backbone", "name (or model with name 'timm')"),
-    "out_strides": ("backbone", "out_strides"),
-    "backbone_kwargs": ("backbone", "its keywords"),
-    "text_model": ("text_encoder", "model_name_or_path"),
-    "text_config": ("text_encoder", "config"),
-    "tokenizer": ("text_encoder", "tokenizer"),
-    "pooling": ("text_encoder", "pooling"),
-    "freeze_text": ("text_encoder", "freeze"),
-    "max_text_length": ("text_encoder", "max_length"),
-    "hidden_dim": ("fusion", "hidden_dim (and text_encoder out_dim)"),
-    "num_heads": ("fusion", "num_heads"),
-    "fusion_dropout": ("fusion", "dropout"),
-    "fusion_mode": ("fusion", "mode"),
-    "attention": ("fusion", "attention"),
-    "fusion_positions": ("fusion", "positions"),
-    "temporal": ("temporal", "name: 'conv3d' or 'identity'"),
-    "temporal_expansion": ("temporal", "expansion"),
-    "head": ("head", "name: 'simple' or 'fpn'"),
-    "head_hidden": ("head", "hidden_channels"),
-    "head_dropout": ("head", "dropout"),
-    "head_text_film": ("head", "film"),
-    "head_dynamic_width": ("head", "name 'fpn_dynamic', dynamic_width"),
-}
+#: rvoslib 0.1 options (their defaults are in ``_LEGACY_DEFAULTS``).
+_MOVED = (
+    "backbone", "out_strides", "backbone_kwargs", "text_model", "text_config", "tokenizer",
+    "pooling", "freeze_text", "max_text_length", "hidden_dim", "num_heads", "fusion_dropout",
+    "fusion_mode", "attention", "fusion_positions", "temporal", "temporal_expansion", "head",
+    "head_hidden", "head_dropout", "head_text_film", "head_dynamic_width",
+)  # fmt: skip
 _REMOVED = {
     "fusion_gating": False,
     "fusion_pooled_levels": False,
@@ -47,16 +33,55 @@ _REMOVED = {
     "head_image_channels": 0,
     "head_upsample": "bilinear",
 }
+_FUSION_FAMILY = ("fusion", "video_fusion", "motion_fusion")
+#: Architecture -> "module:function" converting its format-2 dict (kept by its owners).
+_QUERY_CONVERTERS = dict.fromkeys(
+    ("mttr", "losh", "referformer", "soc"), "rvoslib.models.legacy_query:convert_v2_query_config"
+)
 
 
-def moved_option_hint(key: str) -> str:
-    """A sentence saying where a rvoslib 0.1 option went (empty for other keys)."""
-    if key in _MOVED:
-        part, keyword = _MOVED[key]
-        return f"; {key!r} is now the {part} spec's {keyword}, e.g. {part}={{...}}"
-    if key in _REMOVED:
-        return f"; {key!r} was removed in rvoslib 0.2 (it did not help; see CHANGELOG.md)"
-    return ""
+def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict of any older format as a current one (a new dict).
+
+    Raises:
+        ValueError: a 0.1 config that uses a removed option or has unknown keys.
+    """
+    data = copy.deepcopy(data)
+    data.pop("format_version", None)
+    if "architecture" not in data:
+        data = convert_legacy_config(data)
+    architecture = data["architecture"]
+    if architecture in _FUSION_FAMILY and "loss" in data:
+        data["criterion"] = {"name": "mask", **data.pop("loss")}
+    elif architecture == "seq2seq":
+        data = _upgrade_seq2seq(data)
+    elif architecture in _QUERY_CONVERTERS:
+        module, function = _QUERY_CONVERTERS[architecture].split(":")
+        data = getattr(importlib.import_module(module), function)(data)
+    return data
+
+
+def _upgrade_seq2seq(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 of seq2seq: flat ``decoder_channels``/``decoder_kernel_size`` and ``loss``; the
+    4 -> 3 input adapter, initial-state and projection convolutions were built implicitly."""
+    if "decoder" not in data:
+        data["decoder"] = {
+            "name": "seq2seq",
+            "channels": data.pop("decoder_channels", [512, 256, 128, 64, 64]),
+            "kernel_size": data.pop("decoder_kernel_size", 5),
+        }
+    if "loss" in data:
+        data["criterion"] = {"name": "first_frame_mask", **data.pop("loss")}
+    if "input_adapter" not in data:
+        initializer = data.get("initializer", {"in_channels": 4})
+        four = isinstance(initializer, dict) and initializer.get("in_channels", 3) == 4
+        data["input_adapter"] = (
+            {"name": "identity"} if four else {"name": "conv_bn_relu", "kernel_size": 3}
+        )
+    data.setdefault("initial_memory", {"name": "conv_bn_relu", "kernel_size": 1})
+    data.setdefault("initial_hidden", {"name": "conv_bn_relu", "kernel_size": 1})
+    data.setdefault("encoder_projection", {"name": "conv", "kernel_size": 1})
+    return data
 
 
 def convert_legacy_config(data: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +92,7 @@ def convert_legacy_config(data: dict[str, Any]) -> dict[str, Any]:
     """
     from rvoslib.models.architectures.fusion import FusionConfig
 
-    unknown = sorted(set(data) - set(_MOVED) - set(_REMOVED))
+    unknown = sorted(set(data) - set(_MOVED) - set(_REMOVED) - {"format_version"})
     if unknown:
         raise ValueError(
             f"config keys {unknown} are neither rvoslib 0.1 RVOSConfig fields nor a current "
@@ -157,25 +182,3 @@ _LEGACY_DEFAULTS: dict[str, Any] = {
     "head_text_film": False,
     "head_dynamic_width": 0,
 }
-
-
-class RVOSConfig:
-    """Deprecated: rvoslib 0.1's flat config. ``RVOSConfig(**fields)`` returns the equivalent
-    :class:`~rvoslib.models.architectures.fusion.FusionConfig` (with a ``DeprecationWarning``).
-    """
-
-    def __new__(cls, **fields: Any):  # type: ignore[misc]
-        warnings.warn(
-            "RVOSConfig is deprecated since rvoslib 0.2: use FusionConfig (part specs) or "
-            "create_model(preset, <part>={...})",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from rvoslib.models.architectures.fusion import FusionConfig
-
-        return FusionConfig.from_dict(convert_legacy_config(fields))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
-        """Deprecated: ``RVOSConfig(**data)``."""
-        return cls(**data)

@@ -1,4 +1,4 @@
-"""Named model presets and the ``create_model`` factory."""
+"""Named model presets (:data:`PRESETS`) and the ``create_model`` factory."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from rvoslib.models.architectures.fusion import FusionConfig
 from rvoslib.models.architectures.motion_fusion import MotionFusionConfig
 from rvoslib.models.architectures.seq2seq import Seq2SeqConfig
 from rvoslib.models.architectures.video_fusion import VideoFusionConfig
-from rvoslib.models.base import RVOSModel
+from rvoslib.models.base import SegmentationModel
 from rvoslib.models.config import ArchitectureConfig
+from rvoslib.models.presets_common import TINY_TEXT_CONFIG, tiny_text_encoder
 from rvoslib.models.presets_query_deformable import (
     referformer_swin_t,
     referformer_tiny,
@@ -24,26 +25,20 @@ from rvoslib.models.presets_query_mttr import (
     mttr_swin_t,
     mttr_tiny,
 )
+from rvoslib.registry import Registry
 
 __all__ = [
-    "PRESET_DESCRIPTIONS",
+    "PRESETS",
+    "TINY_TEXT_CONFIG",
     "create_model",
     "get_preset_config",
     "list_presets",
     "register_preset",
 ]
 
-TINY_TEXT_CONFIG = {
-    "model_type": "bert",
-    "vocab_size": 4096,
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 128,
-    "max_position_embeddings": 64,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-}
+#: Preset name -> a function returning its architecture config (descriptions:
+#: ``PRESETS.describe(name)``).
+PRESETS = Registry("preset")
 
 
 def _tiny() -> FusionConfig:
@@ -54,15 +49,7 @@ def _tiny() -> FusionConfig:
             "channels": [32, 64, 128, 128],
             "refine_last": False,
         },
-        text_encoder={
-            "name": "huggingface",
-            "model_name_or_path": "tiny",
-            "config": dict(TINY_TEXT_CONFIG),
-            "tokenizer": "hash",
-            "pooling": "mean",
-            "max_length": 16,
-            "out_dim": 64,
-        },
+        text_encoder=tiny_text_encoder(),
         fusion={
             "name": "cross_attention",
             "hidden_dim": 64,
@@ -76,16 +63,20 @@ def _tiny() -> FusionConfig:
     )
 
 
+_TINY_PARTS = ("backbone", "text_encoder", "fusion", "head", "criterion")
+
+
 def _tiny_video() -> VideoFusionConfig:
-    return VideoFusionConfig(**{f: getattr(_tiny(), f) for f in ("backbone", "text_encoder",
-                                                                 "fusion", "head", "loss")},
-                             temporal={"name": "conv3d", "expansion": 1})  # fmt: skip
+    tiny = _tiny()
+    return VideoFusionConfig(
+        **{f: getattr(tiny, f) for f in _TINY_PARTS}, temporal={"name": "conv3d", "expansion": 1}
+    )
 
 
 def _tiny_motion() -> MotionFusionConfig:
     tiny = _tiny()
     return MotionFusionConfig(
-        **{f: getattr(tiny, f) for f in ("backbone", "text_encoder", "fusion", "head", "loss")},
+        **{f: getattr(tiny, f) for f in _TINY_PARTS},
         # no temporal module on the stride-16 map: the motion part carries the frame order, and
         # the 3x3x3 convolutions there cost a quarter of a step for no measured gain
         temporal={"name": "identity"},
@@ -144,56 +135,52 @@ def _s2s_tiny() -> Seq2SeqConfig:
         encoder=dict(tiny_vgg),
         temporal={"name": "convlstm"},
         state_channels=32,
-        decoder_channels=[32, 16],
-        decoder_kernel_size=3,
-        loss={"bce_weight": 1.0, "dice_weight": 0.5},
+        decoder={"name": "seq2seq", "channels": [32, 16], "kernel_size": 3},
+        criterion={"name": "first_frame_mask", "dice_weight": 0.5},
     )
 
 
-_PRESETS: dict[str, Callable[[], ArchitectureConfig]] = {
-    "tiny": _tiny,
-    "tiny-video": _tiny_video,
-    "tiny-motion": _tiny_motion,
-    "tiny-film": _tiny_film,
-    "seed-r18": _seed("resnet18"),
-    "seed-r50": _seed("resnet50"),
-    "rvos-r50": _rvos_r50,
-    "s2s-vgg16": Seq2SeqConfig,
-    "s2s-tiny": _s2s_tiny,
-    "mttr-swin-t": mttr_swin_t,
-    "mttr-tiny": mttr_tiny,
-    "losh-mttr-swin-t": losh_mttr_swin_t,
-    "losh-tiny": losh_tiny,
-    "referformer-swin-t": referformer_swin_t,
-    "referformer-tiny": referformer_tiny,
-    "soc-swin-t": soc_swin_t,
-    "soc-tiny": soc_tiny,
-}
+def _s2s_vgg16() -> Seq2SeqConfig:
+    return Seq2SeqConfig()
 
-PRESET_DESCRIPTIONS = {
-    "tiny": "tinycnn + 2-layer BERT with a built-in tokenizer; token fusion, FPN head. "
-    "Fast on CPU, needs no downloaded file.",
-    "tiny-video": "tiny with the temporal module before the fusion (motion-aware visual "
-    "tokens meet the expression).",
-    "tiny-motion": "tiny with motion (correlation of neighbouring frames at stride 4) and the "
-    "sentence (FiLM) inside the backbone. The quickstart job's model.",
-    "tiny-film": "tiny-motion without its motion part: the sentence modulates every backbone "
-    "stage (FiLM); nothing mixes frames.",
-    "seed-r18": "Reference design: ResNet-18 + bert-base-uncased (cls), sentence fusion, x32 head.",
-    "seed-r50": "Reference design: ResNet-50 + bert-base-uncased (cls), sentence fusion, x32 head.",
-    "rvos-r50": "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head with FiLM.",
-    "s2s-vgg16": "Seed 003's sequence-to-sequence VOS model: VGG-16 initializer and encoder, "
-    "ConvLSTM, 5-block decoder; input 256x448; the first frame's mask, no sentence.",
-    "s2s-tiny": "A tiny seq2seq VOS model (tiny VGG at stride 4, 2 decoder blocks) for the CPU.",
-    **MTTR_DESCRIPTIONS,
-    "referformer-swin-t": "ReferFormer with Video-Swin-T at its published settings: deformable "
-    "transformer 4/4 layers over 4 levels with early fusion, 5 sentence queries, box "
-    "refinement, cross-modal FPN, CondInst mask head; roberta-base.",
-    "referformer-tiny": "ReferFormer on tinycnn and a tiny BERT, 3 queries: trains on the CPU.",
-    "soc-swin-t": "SOC with Video-Swin-T at its published settings: bidirectional fusion, "
-    "deformable transformer 3/3, 20 queries, video object cluster, contrastive loss.",
-    "soc-tiny": "SOC on tinycnn (temporal shift: the frame order) and a tiny BERT, 5 queries.",
-}
+
+_BUILT_IN: dict[str, tuple[Callable[[], ArchitectureConfig], str]] = {
+    "tiny": (_tiny, "tinycnn + 2-layer BERT with a built-in tokenizer; token fusion, FPN head. "
+             "Fast on CPU, needs no downloaded file."),
+    "tiny-video": (_tiny_video, "tiny with the temporal module before the fusion "
+                   "(motion-aware visual tokens meet the expression)."),
+    "tiny-motion": (_tiny_motion, "tiny with motion (correlation of neighbouring frames at "
+                    "stride 4) and the sentence (FiLM) inside the backbone. The quickstart "
+                    "job's model."),
+    "tiny-film": (_tiny_film, "tiny-motion without its motion part: the sentence modulates "
+                  "every backbone stage (FiLM); nothing mixes frames."),
+    "seed-r18": (_seed("resnet18"), "Reference design: ResNet-18 + bert-base-uncased (cls), "
+                 "sentence fusion, x32 head."),
+    "seed-r50": (_seed("resnet50"), "Reference design: ResNet-50 + bert-base-uncased (cls), "
+                 "sentence fusion, x32 head."),
+    "rvos-r50": (_rvos_r50, "ResNet-50 + bert-base-uncased (mean), token fusion, FPN head "
+                 "with FiLM."),
+    "s2s-vgg16": (_s2s_vgg16, "Sequence-to-sequence VOS model: VGG-16 initializer and "
+                  "encoder, ConvLSTM, 5-block decoder; input 256x448; the first frame's mask, "
+                  "no sentence."),
+    "s2s-tiny": (_s2s_tiny, "A tiny seq2seq VOS model (tiny VGG at stride 4, 2 decoder "
+                 "blocks) for the CPU."),
+    "mttr-swin-t": (mttr_swin_t, MTTR_DESCRIPTIONS["mttr-swin-t"]),
+    "mttr-tiny": (mttr_tiny, MTTR_DESCRIPTIONS["mttr-tiny"]),
+    "losh-mttr-swin-t": (losh_mttr_swin_t, MTTR_DESCRIPTIONS["losh-mttr-swin-t"]),
+    "losh-tiny": (losh_tiny, MTTR_DESCRIPTIONS["losh-tiny"]),
+    "referformer-swin-t": (referformer_swin_t, "ReferFormer with Video-Swin-T at its published "
+                           "settings: deformable transformer 4/4 layers over 4 levels with "
+                           "early fusion, 5 sentence queries, box refinement, cross-modal FPN, "
+                           "CondInst mask head; roberta-base."),
+    "referformer-tiny": (referformer_tiny, "ReferFormer on tinycnn and a tiny BERT, 3 queries: "
+                         "trains on the CPU."),
+    "soc-swin-t": (soc_swin_t, "SOC with Video-Swin-T at its published settings: "
+                   "bidirectional fusion, deformable transformer 3/3, 20 queries, video object "
+                   "cluster, contrastive loss."),
+    "soc-tiny": (soc_tiny, "SOC on tinycnn (temporal shift: the frame order) and a tiny BERT, "
+                 "5 queries."),
+}  # fmt: skip
 
 
 def register_preset(
@@ -203,16 +190,26 @@ def register_preset(
 
     Raises:
         ValueError: the name is taken.
+
+    Example:
+        >>> register_preset("doc-tiny", lambda: get_preset_config("tiny"), "tiny again")
+        >>> list_presets("doc-*"), PRESETS.describe("doc-tiny")
+        (['doc-tiny'], 'tiny again')
+        >>> PRESETS.unregister("doc-tiny")
     """
-    if name in _PRESETS:
+    if name in PRESETS:
         raise ValueError(f"preset {name!r} already exists")
-    _PRESETS[name] = build
-    PRESET_DESCRIPTIONS[name] = description
+    PRESETS.register(name, build, description=description)
 
 
-def list_presets() -> list[str]:
-    """Names accepted by :func:`create_model`, sorted."""
-    return sorted(_PRESETS)
+for _name, (_build, _description) in _BUILT_IN.items():
+    register_preset(_name, _build, _description)
+
+
+def list_presets(pattern: str | None = None) -> list[str]:
+    """Names accepted by :func:`create_model`, sorted; only those matching the shell-style
+    ``pattern`` if given (``list_presets("mttr*")``)."""
+    return PRESETS.list(pattern)
 
 
 def get_preset_config(name: str, **overrides: Any) -> ArchitectureConfig:
@@ -222,13 +219,13 @@ def get_preset_config(name: str, **overrides: Any) -> ArchitectureConfig:
         KeyError: unknown preset (lists the valid names).
         ValueError: an override is not a config field (lists the valid fields).
     """
-    if name not in _PRESETS:
+    if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")
-    config = _PRESETS[name]()
+    config = PRESETS.get(name)()
     return config.replace(**overrides) if overrides else config
 
 
-def create_model(name: str, pretrained: bool = False, **overrides: Any) -> RVOSModel:
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> SegmentationModel:
     """Build a preset model.
 
     Args:
@@ -250,4 +247,4 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> RVOSM
         (2, 'fusion')
     """
     config = get_preset_config(name, **overrides)
-    return RVOSModel.from_config(config, pretrained=pretrained)
+    return SegmentationModel.from_config(config, pretrained=pretrained)

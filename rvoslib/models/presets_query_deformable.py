@@ -20,6 +20,7 @@ from typing import Any
 
 from rvoslib.models.architectures.referformer import ReferFormerConfig
 from rvoslib.models.architectures.soc import SOCConfig
+from rvoslib.models.presets_common import tiny_text_encoder
 
 __all__ = ["referformer_swin_t", "referformer_tiny", "soc_swin_t", "soc_tiny"]
 
@@ -50,20 +51,6 @@ def _tiny_backbone(temporal_shift_stages: list[int]) -> dict[str, Any]:
         "channels": [32, 64, 128, 128],
         "refine_last": False,
         "temporal_shift_stages": temporal_shift_stages,
-    }
-
-
-def _tiny_text() -> dict[str, Any]:
-    from rvoslib.models.presets import TINY_TEXT_CONFIG  # here: presets imports this module
-
-    return {
-        "name": "huggingface",
-        "model_name_or_path": "tiny",
-        "config": dict(TINY_TEXT_CONFIG),
-        "tokenizer": "hash",
-        "pooling": "mean",
-        "max_length": 16,
-        "out_dim": 64,
     }
 
 
@@ -98,7 +85,7 @@ def referformer_tiny() -> ReferFormerConfig:
     """ReferFormer for the CPU: tinycnn, tiny BERT, ``d_model`` 64, 1/2 layers, 3 queries."""
     return ReferFormerConfig(
         backbone=_tiny_backbone([]),
-        text_encoder=_tiny_text(),
+        text_encoder=tiny_text_encoder(),
         transformer=_tiny_transformer("deformable_referformer", num_queries=3),
         pixel_decoder={
             "name": "cross_modal_fpn",
@@ -131,10 +118,10 @@ def soc_tiny() -> SOCConfig:
     layers, 5 queries, VOC 1/1 layers."""
     return SOCConfig(
         backbone=_tiny_backbone([0, 1]),
-        text_encoder=_tiny_text(),
+        text_encoder=tiny_text_encoder(),
         transformer=_tiny_transformer("deformable_soc", num_queries=5),
         pixel_decoder={"name": "fpn_text", "out_channels": 8},
         mask_head={"name": "condinst", "hidden_channels": 8},
-        voc={"num_encoder_layers": 1, "num_decoder_layers": 1, "num_heads": 4, "ffn_dim": 128,
-             "dropout": 0.0},
+        voc={"name": "voc", "num_encoder_layers": 1, "num_decoder_layers": 1, "num_heads": 4,
+             "ffn_dim": 128, "dropout": 0.0},
     )  # fmt: skip

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from rvoslib.models.architectures.losh import LoShConfig
 from rvoslib.models.architectures.mttr import MTTRConfig
+from rvoslib.models.presets_common import tiny_text_encoder
 
 __all__ = ["PRESET_DESCRIPTIONS", "losh_mttr_swin_t", "losh_tiny", "mttr_swin_t", "mttr_tiny"]
 
@@ -29,8 +30,6 @@ def mttr_swin_t() -> MTTRConfig:
 
 
 def _tiny_parts() -> dict:
-    from rvoslib.models.presets import TINY_TEXT_CONFIG  # lazy: presets imports this module
-
     return {
         "backbone": {
             "name": "tinycnn",
@@ -38,15 +37,7 @@ def _tiny_parts() -> dict:
             "channels": [32, 64, 128, 128],
             "refine_last": False,
         },
-        "text_encoder": {
-            "name": "huggingface",
-            "model_name_or_path": "tiny",
-            "config": dict(TINY_TEXT_CONFIG),
-            "tokenizer": "hash",
-            "pooling": "mean",
-            "max_length": 16,
-            "out_dim": 64,
-        },
+        "text_encoder": tiny_text_encoder(),
         "transformer": {
             "name": "mttr",
             "d_model": 64,
@@ -69,18 +60,17 @@ def mttr_tiny() -> MTTRConfig:
 
 def losh_mttr_swin_t() -> LoShConfig:
     """LoSh-M (LoSh on MTTR) at its released settings; cross-attention and flow consistency
-    (not released) are off."""
-    return LoShConfig(cross_attention=None, flow_weight=0.0)
+    (not released) are off (:data:`~rvoslib.models.architectures.losh.LOSH_CRITERION`)."""
+    return LoShConfig(cross_attention=None)
 
 
 def losh_tiny() -> LoShConfig:
     """``mttr-tiny`` with LoSh's joint prediction, intersection loss and our long-short
-    cross-attention. The flow consistency term is off (``flow_weight=1`` turns it on; the batch
-    must then carry flow, e.g. the synthetic data with ``flow: true``)."""
+    cross-attention. The flow consistency term is off (the criterion's ``flow_weight=1`` turns
+    it on; the batch must then carry flow, e.g. the synthetic data with ``flow: true``)."""
     return LoShConfig(
         **_tiny_parts(),
-        cross_attention={"num_heads": 4, "dropout": 0.0},
-        flow_weight=0.0,
+        cross_attention={"name": "long_short", "num_heads": 4, "dropout": 0.0},
     )
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,9 +20,9 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
-from rvoslib.models.registry import TEXT_ENCODERS
+from rvoslib.models.registry import TEXT_ENCODERS, TEXT_PROJECTIONS
 
-__all__ = ["HashTokenizer", "TextEncoder", "TextFeatures", "known_text_configs"]
+__all__ = ["HashTokenizer", "LinearNormGELU", "TextEncoder", "TextFeatures", "known_text_configs"]
 
 HASH_TOKENIZER_FILE = "rvos_hash_tokenizer.json"
 _WORD_PATTERN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
@@ -170,13 +171,31 @@ def _build_language_model(
     return model
 
 
+@TEXT_PROJECTIONS.register(
+    "linear_norm_gelu", description="Linear -> LayerNorm -> GELU (the default projection)."
+)
+class LinearNormGELU(nn.Sequential):
+    """``Linear(in_dim, out_dim) -> LayerNorm(out_dim) -> GELU``: the text encoder's default
+    projection of the language model's features, ``(..., in_dim) -> (..., out_dim)``.
+
+    Example:
+        >>> LinearNormGELU(8, 4)(torch.randn(2, 3, 8)).shape
+        torch.Size([2, 3, 4])
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.GELU())
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+
 @TEXT_ENCODERS.register("huggingface")
 class TextEncoder(nn.Module):
     """Encode referring expressions with a Hugging Face encoder and project them.
 
     The language model's last hidden states are pooled (``cls`` token or attention-mask weighted
     ``mean``) into a sentence feature; sentence and token features both go through the same
-    projection ``Linear -> LayerNorm -> GELU`` to ``out_dim``.
+    projection (a ``TEXT_PROJECTIONS`` part; default ``Linear -> LayerNorm -> GELU``) to
+    ``out_dim``.
 
     Args:
         model_name_or_path: Hub name (``"bert-base-uncased"``, ``"roberta-base"``, ...) or a
@@ -193,6 +212,8 @@ class TextEncoder(nn.Module):
             lazily), ``"hash"`` (a built-in :class:`HashTokenizer`), a hub name or local folder,
             or a tokenizer object.
         max_length: Default maximum number of tokens.
+        projection: ``TEXT_PROJECTIONS`` spec of the projection to ``out_dim``; receives
+            ``in_dim`` (the language model's width) and ``out_dim``.
 
     Example:
         >>> encoder = TextEncoder("tiny", config={"model_type": "bert", "vocab_size": 512,
@@ -215,6 +236,7 @@ class TextEncoder(nn.Module):
         config: dict[str, Any] | None = None,
         tokenizer: Any = None,
         max_length: int = 32,
+        projection: str | Mapping[str, Any] = "linear_norm_gelu",
     ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean"):
@@ -227,9 +249,7 @@ class TextEncoder(nn.Module):
         hidden = self.language_model.config.hidden_size
         self.hidden_size = hidden
         self.out_dim = out_dim
-        self.projection = nn.Sequential(
-            nn.Linear(hidden, out_dim), nn.LayerNorm(out_dim), nn.GELU()
-        )
+        self.projection = TEXT_PROJECTIONS.build(projection, in_dim=hidden, out_dim=out_dim)
         self._tokenizer_spec = tokenizer
         self._tokenizer: Any = None
         if tokenizer == "hash":

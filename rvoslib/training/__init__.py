@@ -37,25 +37,3 @@ __all__ = [
     "prepare_fast_path",
     "save_checkpoint",
 ]
-
-# Names that moved in rvoslib 0.2, importable from here with a DeprecationWarning.
-_MOVED = {
-    "ShuffledTextDataset": ("rvoslib.data", "ShuffledTextDataset"),
-    "batch_iou": ("rvoslib.metrics.batch", "batch_iou"),
-    "predict_in_chunks": ("rvoslib.inference", "predict_in_chunks"),
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _MOVED:
-        raise AttributeError(f"module 'rvoslib.training' has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    module, attribute = _MOVED[name]
-    warnings.warn(
-        f"rvoslib.training.{name} moved to {module}.{attribute} in rvoslib 0.2",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(module), attribute)

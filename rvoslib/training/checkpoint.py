@@ -1,7 +1,7 @@
 """Training checkpoints: the ``save_pretrained`` folder plus the training state, atomically.
 
 A checkpoint folder holds ``config.json``, ``model.safetensors`` (and tokenizer files), as
-written by :meth:`RVOSModel.save_pretrained`, plus ``training_state.pt`` with the optimizer,
+written by :meth:`SegmentationModel.save_pretrained`, plus ``training_state.pt`` with the optimizer,
 scheduler, grad scaler, epoch, step, best metric, RNG states and the trainer config. The folder
 is built under a temporary name and renamed into place, so a crash never leaves a half-written
 checkpoint and the previous one stays intact until the new one is complete.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rvoslib._io import atomic_directory
-from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, RVOSModel, load_weights
+from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, SegmentationModel, load_weights
 
 __all__ = [
     "TRAINING_STATE_FILE",
@@ -79,7 +79,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: str | os.PathLike, model: RVOSModel, state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    directory: str | os.PathLike, model: SegmentationModel, state: dict[str, Any]
+) -> Path:
     """Write model and training state into ``directory`` atomically.
 
     Args:

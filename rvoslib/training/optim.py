@@ -1,7 +1,7 @@
 """The optimizer and learning-rate schedule of the :class:`~rvoslib.training.Trainer`.
 
 AdamW with one learning-rate multiplier per parameter group the model declares
-(:meth:`RVOSModel.parameter_groups`: ``backbone``, ``text``, ``other``), no weight decay on
+(:meth:`SegmentationModel.parameter_groups`: ``backbone``, ``text``, ``other``), no weight decay on
 biases and norm parameters; a schedule of per-step factors (``LambdaLR``): cosine annealing with
 warm restarts (SGDR) over fractional epochs, after an optional linear warm-up (``SequentialLR``).
 """
@@ -29,7 +29,7 @@ def build_optimizer(
     """AdamW over the model's parameter groups.
 
     Args:
-        model: An :class:`~rvoslib.models.RVOSModel` (its ``parameter_groups()`` names the
+        model: An :class:`~rvoslib.models.SegmentationModel` (its ``parameter_groups()`` names the
             groups; any other module is one ``other`` group).
         lr: Base learning rate.
         weight_decay: Weight decay of matrices and kernels (biases and norms get none).

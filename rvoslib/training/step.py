@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rvoslib.training.distributed import DistributedContext, all_reduce_mean
+from rvoslib._distributed import DistributedContext, all_reduce_mean
 
 __all__ = [
     "BufferGuard",
@@ -45,7 +45,7 @@ class TrainingStep(nn.Module):
     ``{"loss": criterion(logits, masks, valid)}``.
 
     Args:
-        model: An :class:`~rvoslib.models.RVOSModel`.
+        model: A :class:`~rvoslib.models.SegmentationModel`.
         criterion: Optional replacement of the model's loss terms.
     """
 
@@ -178,12 +178,11 @@ def tensor_entries(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def default_collator(model: nn.Module) -> Any:
-    """:class:`~rvoslib.data.RVOSCollator` with the model's tokenizer (none for VOS models)."""
-    from rvoslib.data import RVOSCollator
+    """The collator of what the model reads (:func:`rvoslib.data.collator_for` of
+    ``model.inputs``: the tokenizer for a text model, the first-frame mask for a VOS one)."""
+    from rvoslib.data import collator_for
 
-    if getattr(model, "task", "rvos") != "rvos":
-        return RVOSCollator(None)
-    return RVOSCollator(model.text_encoder, model.text_encoder.max_length)
+    return collator_for(model.inputs)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -212,7 +211,7 @@ def make_loader(
     """The training DataLoader of one epoch: this rank's shard, shuffled per epoch."""
     from torch.utils.data import DataLoader
 
-    from rvoslib.training.distributed import ShardSampler
+    from rvoslib._distributed import ShardSampler
 
     sampler = ShardSampler(len(dataset), context.rank, context.world_size, True, config.seed)
     sampler.set_epoch(epoch)

@@ -4,8 +4,8 @@
 accumulation, clipping, optimizer and schedule steps), ``validate`` (official J and F, through
 :func:`rvoslib.evaluation.evaluate`), and ``save`` (atomic ``last/`` and ``best/`` checkpoints
 with everything needed to resume exactly). The Trainer knows no architecture: the model returns
-its training outputs (:meth:`RVOSModel.forward_batch`) and its named loss terms
-(:meth:`RVOSModel.losses`); the Trainer sums the terms and logs each one.
+its training outputs (:meth:`SegmentationModel.forward_batch`) and its named loss terms
+(:meth:`SegmentationModel.losses`); the Trainer sums the terms and logs each one.
 """
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from rvoslib._io import atomic_write_text, recover_directory
-from rvoslib.evaluation import evaluate, move_to_device
-from rvoslib.metrics.batch import batch_iou
-from rvoslib.models.base import WEIGHTS_FILE, RVOSModel
-from rvoslib.training import checkpoint, fast, optim
-from rvoslib.training.callbacks import Callback, tensorboard_callback
-from rvoslib.training.config import TrainerConfig
-from rvoslib.training.distributed import (
+from rvoslib._distributed import (
     DistributedContext,
     average_buffers,
     init_distributed,
     time_exhausted,
 )
+from rvoslib._io import atomic_write_text, recover_directory
+from rvoslib.evaluation import default_protocol, evaluate, move_to_device
+from rvoslib.metrics.batch import batch_iou
+from rvoslib.models.base import WEIGHTS_FILE, SegmentationModel
+from rvoslib.training import checkpoint, fast, optim
+from rvoslib.training.callbacks import Callback, tensorboard_callback
+from rvoslib.training.config import TrainerConfig
 from rvoslib.training.memory import enable_activation_checkpointing
 from rvoslib.training.step import (
     BufferGuard,
@@ -57,7 +57,7 @@ HISTORY_FILE = "history.jsonl"
 
 
 class Trainer:
-    """Train an :class:`~rvoslib.models.RVOSModel` and validate it with J and F.
+    """Train a :class:`~rvoslib.models.SegmentationModel` and validate it with J and F.
 
     A step whose loss or gradient is not finite is skipped: parameters, optimizer state and
     buffers (BatchNorm statistics) stay exactly as before it; the skips are counted
@@ -74,8 +74,7 @@ class Trainer:
             ``criterion(logits (B, T, 1, H, W), masks (B, T, H, W), valid (B, T))``.
         callbacks: :class:`~rvoslib.training.Callback` objects.
         resume: A checkpoint folder (``.../last``) to continue from exactly.
-        collate_fn: Batch builder; default :class:`~rvoslib.data.RVOSCollator` with the
-            model's tokenizer (none for VOS models).
+        collate_fn: Batch builder; default ``rvoslib.data.collator_for(model.inputs)``.
         context: The distributed context (default: from ``torchrun``'s environment).
         run_info: JSON-able facts about the run (e.g. the data settings) saved in checkpoints;
             a resume must have the same.
@@ -93,7 +92,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: RVOSModel,
+        model: SegmentationModel,
         train_dataset: Dataset,
         val_dataset: Dataset | None = None,
         config: TrainerConfig | None = None,
@@ -226,8 +225,9 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Evaluate whole videos: ``val_loss``, ``J``, ``F``, ``JF`` (reduced over ranks).
 
-        Referring models are scored on every frame; VOS models, which are given the first
-        frame's mask, on the official semi-supervised frames (first and last left out)."""
+        The frames scored follow the model's input (:func:`~rvoslib.evaluation.default_protocol`):
+        every frame for a text model; for one given the first frame's mask, the official
+        semi-supervised frames (first and last left out)."""
         result = evaluate(
             self.model,
             self.val_dataset,
@@ -235,7 +235,7 @@ class Trainer:
             device=self.device,
             clip_len=self.config.val_clip_len,
             threshold=self.config.threshold,
-            protocol="semi-supervised" if self.model.task == "vos" else "all",
+            protocol=default_protocol(self.model.inputs),
             autocast_dtype=self.amp_dtype,
             context=self.context if self.context.is_distributed else None,
             progress=lambda items: self._progress(items, "validate"),

@@ -15,24 +15,22 @@ expressions stay at chance, even when they are the only expressions of the job).
 3. then, as in ``video_fusion``: the temporal module on the coarsest level, cross-attention to
    the expression's tokens, and the FPN head. The presets ``tiny-motion`` and ``tiny-film``
    use the ``identity`` temporal module there: 3x3x3 convolutions on that map cost a quarter
-   of a training step and changed nothing measurable (``tiny-film`` on the quickstart job:
-   held-out J&F 0.762 without them, 0.763 with them; ``benchmarks/RESULTS.md``).
+   of a training step and changed nothing measurable (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from rvoslib._checks import check_fit
-from rvoslib.models.architectures.fusion import DEFAULT_LOSS
 from rvoslib.models.architectures.video_fusion import VideoFusionConfig, VideoFusionModel
+from rvoslib.models.config import Part
 from rvoslib.models.heads.common import film
-from rvoslib.models.registry import ARCHITECTURES, TEMPORAL_MODULES
+from rvoslib.models.registry import ARCHITECTURES, TEMPORAL_MODULES, Registry
 from rvoslib.models.text import TextFeatures
 
 __all__ = ["MotionFusionConfig", "MotionFusionModel"]
@@ -51,7 +49,13 @@ class MotionFusionConfig(VideoFusionConfig):
     """
 
     architecture: ClassVar[str] = "motion_fusion"
-    parts: ClassVar[dict[str, Any]] = {**VideoFusionConfig.parts, "motion": TEMPORAL_MODULES}
+    parts: ClassVar[dict[str, Part | Registry]] = {
+        **{k: v for k, v in VideoFusionConfig.parts.items() if k not in ("temporal", "head",
+                                                                          "criterion")},
+        "motion": Part(TEMPORAL_MODULES, lambda built, config: {
+            "channels": _stage_channels(built["backbone"], config.motion_stage)}),
+        **{k: VideoFusionConfig.parts[k] for k in ("temporal", "head", "criterion")},
+    }  # fmt: skip
 
     motion: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "correlation"})
     motion_stage: int = 0
@@ -62,14 +66,11 @@ class MotionFusionModel(VideoFusionModel):
     """Backbone with motion and sentence FiLM inside -> temporal module -> fusion -> head.
 
     Args:
-        backbone: A staged backbone (tinycnn or a torchvision ResNet) with ``stage_channels``.
-        text_encoder: Expression encoder; its pooled sentence ``(B, D)`` modulates the stages.
         motion: Changes stage ``motion_stage``'s output ``(B, T, C_s, h_s, w_s)``.
-        temporal: Mixes frames of the coarsest level ``(B, T, C_last, h, w)``.
-        fusion: Fuses the coarsest level with the text tokens.
-        head: Predicts ``(B, T, 1, H, W)`` logits from the fused map and the finer levels.
         motion_stage: Backbone stage of the motion part.
-        loss: Keyword arguments of :class:`~rvoslib.losses.RVOSLoss`.
+        **parts: The parts of :class:`VideoFusionModel`; the backbone must be staged (tinycnn
+            or a torchvision ResNet, with ``stage_channels``); the text encoder's pooled
+            sentence ``(B, D)`` modulates every stage.
 
     Raises:
         ValueError: the backbone has no stages to hook, ``motion_stage`` is not one of them, or
@@ -84,47 +85,20 @@ class MotionFusionModel(VideoFusionModel):
 
     config_class = MotionFusionConfig
 
-    def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        text_encoder: nn.Module,
-        motion: nn.Module,
-        temporal: nn.Module,
-        fusion: nn.Module,
-        head: nn.Module,
-        motion_stage: int = 0,
-        loss: Mapping[str, float] = DEFAULT_LOSS,
-    ) -> None:
-        check_fit(
-            f"backbone stage {motion_stage}",
-            _stage_channels(backbone, motion_stage),
-            "motion",
-            getattr(motion, "channels", None),
-        )
-        super().__init__(
-            backbone=backbone,
-            text_encoder=text_encoder,
-            fusion=fusion,
-            temporal=temporal,
-            head=head,
-            loss=loss,
-        )
+    def __init__(self, *, motion: nn.Module, motion_stage: int = 0, **parts: nn.Module) -> None:
+        backbone = parts["backbone"]
+        channels = _stage_channels(backbone, motion_stage)
+        check_fit(f"backbone stage {motion_stage}", channels, "motion",
+                  getattr(motion, "channels", None))  # fmt: skip
+        super().__init__(**parts)
         self.motion = motion
         self.motion_stage = motion_stage
         self.stage_film = nn.ModuleList(
-            nn.Linear(text_encoder.out_dim, 2 * channels) for channels in backbone.stage_channels
+            nn.Linear(self.text_encoder.out_dim, 2 * width) for width in backbone.stage_channels
         )
         for layer in self.stage_film:  # start as the identity: x * (1 + 0) + 0
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-
-    @classmethod
-    def _build_extra_parts(cls, config: MotionFusionConfig, backbone: nn.Module) -> dict[str, Any]:
-        """The motion part, given the channels of stage ``config.motion_stage``."""
-        channels = _stage_channels(backbone, config.motion_stage)
-        motion = TEMPORAL_MODULES.build(config.motion, channels=channels)
-        return {"motion": motion, "motion_stage": config.motion_stage}
 
     def levels(self, frames: torch.Tensor, text: TextFeatures) -> list[torch.Tensor]:
         """The backbone's levels ``[(B, T, C_i, h_i, w_i)]`` with the motion part after stage

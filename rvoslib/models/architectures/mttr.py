@@ -9,10 +9,10 @@
     queries --Linear(D, 2)--> is_referred (Ly, B, T, N, 2);  queries x pixels --mask head-->
     masks (Ly, B, T, N, H/4, W/4);  best query (time-averaged referred probability) -> logits
 
-The parts are registered and swappable (``TRANSFORMERS``, ``PIXEL_DECODERS``, ``MASK_HEADS``);
-training uses MTTR's set criterion (:meth:`~rvoslib.losses.SetCriterion.mttr`): Hungarian
-matching of query tracks, 2 x softmax "is referred" CE (no-object weight 0.1) + 5 x Dice + 2 x
-mask focal, at every decoder layer.
+The parts are registered and swappable (``TRANSFORMERS``, ``PIXEL_DECODERS``, ``MASK_HEADS``,
+``CRITERIA``); training uses MTTR's set criterion (:data:`MTTR_CRITERION`, the ``"set"``
+criterion): Hungarian matching of query tracks, 2 x softmax "is referred" CE (no-object weight
+0.1) + 5 x Dice + 2 x mask focal, at every decoder layer.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ import rvoslib.models.heads.mask_heads  # registers the default parts: "kernel",
 import rvoslib.models.heads.pixel_decoders  # "fpn_text"
 import rvoslib.models.transformer.mttr  # noqa: F401  and "mttr"
 from rvoslib._checks import check_fit
-from rvoslib.losses.matching import HungarianMatcher
-from rvoslib.losses.set_criterion import SetCriterion
-from rvoslib.models.architectures.query import QueryRVOSModel, query_targets, select_referred
-from rvoslib.models.config import ArchitectureConfig
+from rvoslib.losses.registry import CRITERIA
+from rvoslib.models.architectures.query import QueryRVOSModel, plain_spec, select_referred
+from rvoslib.models.config import ArchitectureConfig, Part
 from rvoslib.models.registry import (
     ARCHITECTURES,
     BACKBONES,
@@ -44,14 +43,25 @@ from rvoslib.models.registry import (
 )
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["MTTRConfig", "MTTRModel"]
+__all__ = ["MTTR_CRITERION", "MTTRConfig", "MTTRModel"]
 
-#: MTTR's loss weights (``configs/*.yaml``: is_referred 2, dice 5, sigmoid focal 2).
-MTTR_LOSS_WEIGHTS: Mapping[str, float] = MappingProxyType(
-    {"class": 2.0, "dice": 5.0, "mask_focal": 2.0}
-)
-#: MTTR's matching weights (``set_cost_is_referred: 2``, ``set_cost_dice: 5``).
-MTTR_MATCHER: Mapping[str, float] = MappingProxyType({"class_weight": 2.0, "dice_weight": 5.0})
+#: MTTR's criterion (``configs/*.yaml``): loss weights is_referred 2, dice 5, sigmoid focal 2,
+#: no-object weight 0.1; matching ``set_cost_is_referred: 2``, ``set_cost_dice: 5``; every
+#: decoder layer supervised (``aux_loss``).
+MTTR_CRITERION: Mapping[str, Any] = MappingProxyType({
+    "name": "set",
+    "weights": MappingProxyType({"class": 2.0, "dice": 5.0, "mask_focal": 2.0}),
+    "no_object_weight": 0.1,
+    "class_loss": "softmax",
+    "matcher": MappingProxyType({"class_weight": 2.0, "dice_weight": 5.0}),
+    "aux_loss": True,
+})  # fmt: skip
+
+
+def _levels(built: Mapping[str, Any], config: Any) -> int:
+    """``transformer_levels`` for wiring the parts, kept in range so that the parts build;
+    :class:`MTTRModel` checks the value itself."""
+    return min(max(int(config.transformer_levels), 1), len(built["backbone"].out_channels))
 
 
 @dataclasses.dataclass
@@ -66,22 +76,34 @@ class MTTRConfig(ArchitectureConfig):
         pixel_decoder: ``PIXEL_DECODERS`` spec; receives the channels of the finer backbone
             levels followed by the transformer memory's, and the text width.
         mask_head: ``MASK_HEADS`` spec; receives the query width and the pixel channels.
+        criterion: ``CRITERIA`` spec (default :data:`MTTR_CRITERION`: the ``"set"`` criterion
+            with its ``weights``, ``no_object_weight``, ``class_loss``, ``matcher`` cost weights
+            and ``aux_loss``, whether every decoder layer is supervised).
         transformer_levels: How many of the coarsest backbone levels the transformer takes
             (MTTR: 1); the finer ones go to the pixel decoder.
-        aux_loss: Supervise every decoder layer (MTTR: true) or only the last.
-        loss_weights: :class:`~rvoslib.losses.SetCriterion` weights.
-        no_object_weight: Class weight of every query but the referred one (MTTR: 0.1).
-        matcher: :class:`~rvoslib.losses.HungarianMatcher` keyword arguments.
     """
 
     architecture: ClassVar[str] = "mttr"
-    parts: ClassVar[dict[str, Registry]] = {
+    parts: ClassVar[dict[str, Part | Registry]] = {
         "backbone": BACKBONES,
         "text_encoder": TEXT_ENCODERS,
-        "transformer": TRANSFORMERS,
-        "pixel_decoder": PIXEL_DECODERS,
-        "mask_head": MASK_HEADS,
-    }
+        "transformer": Part(TRANSFORMERS, lambda built, config: {
+            "visual_channels": list(built["backbone"].out_channels[-_levels(built, config):]),
+            "text_dim": built["text_encoder"].out_dim,
+        }),
+        "pixel_decoder": Part(PIXEL_DECODERS, lambda built, config: {
+            "in_channels": [
+                *built["backbone"].out_channels[: -_levels(built, config)],
+                *[built["transformer"].d_model] * _levels(built, config),
+            ],
+            "text_dim": built["text_encoder"].out_dim,
+        }),
+        "mask_head": Part(MASK_HEADS, lambda built, config: {
+            "query_dim": built["transformer"].d_model,
+            "pixel_channels": built["pixel_decoder"].out_channels,
+        }),
+        "criterion": CRITERIA,
+    }  # fmt: skip
 
     backbone: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {
@@ -119,13 +141,10 @@ class MTTRConfig(ArchitectureConfig):
     mask_head: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"name": "kernel", "num_layers": 2}
     )
-    transformer_levels: int = 1
-    aux_loss: bool = True
-    loss_weights: dict[str, float] = dataclasses.field(
-        default_factory=lambda: dict(MTTR_LOSS_WEIGHTS)
+    criterion: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: plain_spec(MTTR_CRITERION)
     )
-    no_object_weight: float = 0.1
-    matcher: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(MTTR_MATCHER))
+    transformer_levels: int = 1
 
 
 @ARCHITECTURES.register("mttr")
@@ -140,11 +159,9 @@ class MTTRModel(QueryRVOSModel):
             backbone levels.
         pixel_decoder: ``PIXEL_DECODERS`` part taking the finer levels and the memory.
         mask_head: ``MASK_HEADS`` part.
+        criterion: A ``CRITERIA`` part reading ``is_referred (Ly, B, T, N, 2)`` and ``masks``
+            (e.g. :class:`~rvoslib.losses.QuerySetCriterion` with ``class_loss="softmax"``).
         transformer_levels: Backbone levels given to the transformer (the coarsest ones).
-        aux_loss: Supervise every decoder layer.
-        loss_weights: Set-criterion weights (``class``, ``dice``, ``mask_focal``).
-        no_object_weight: Class weight of non-referred queries.
-        matcher: Hungarian matcher keyword arguments (``class_loss`` is always ``"softmax"``).
 
     Raises:
         ValueError: parts whose channels do not fit (names both), or a bad option.
@@ -167,18 +184,15 @@ class MTTRModel(QueryRVOSModel):
         transformer: nn.Module,
         pixel_decoder: nn.Module,
         mask_head: nn.Module,
+        criterion: nn.Module,
         transformer_levels: int = 1,
-        aux_loss: bool = True,
-        loss_weights: Mapping[str, float] = MTTR_LOSS_WEIGHTS,
-        no_object_weight: float = 0.1,
-        matcher: Mapping[str, Any] = MTTR_MATCHER,
     ) -> None:
         super().__init__()
         num_levels = len(backbone.out_channels)
-        if not 1 <= transformer_levels <= num_levels:
+        if isinstance(transformer_levels, bool) or not 1 <= transformer_levels <= num_levels:
             raise ValueError(
                 f"transformer_levels must be in [1, {num_levels}] (the backbone's levels), got "
-                f"{transformer_levels}"
+                f"{transformer_levels!r}"
             )
         d_model = int(transformer.d_model)
         check_fit(
@@ -201,54 +215,7 @@ class MTTRModel(QueryRVOSModel):
         self.mask_head = mask_head
         self.is_referred_head = nn.Linear(d_model, 2)
         self.transformer_levels = int(transformer_levels)
-        self.aux_loss = bool(aux_loss)
-        matcher_args = {**dict(matcher), "class_loss": "softmax"}
-        self.criterion = SetCriterion(
-            HungarianMatcher(**matcher_args), dict(loss_weights), no_object_weight, "softmax"
-        )
-
-    @classmethod
-    def build(cls, config: MTTRConfig, *, pretrained: bool = False) -> MTTRModel:
-        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
-        return cls(**cls._build_parts(config, pretrained), **cls._options(config))
-
-    @classmethod
-    def _options(cls, config: MTTRConfig) -> dict[str, Any]:
-        return {
-            name: getattr(config, name) for name in config.field_names() if name not in config.parts
-        }
-
-    @staticmethod
-    def _build_parts(config: MTTRConfig, pretrained: bool) -> dict[str, nn.Module]:
-        levels = int(config.transformer_levels)
-        backbone = BACKBONES.build(config.backbone, pretrained=pretrained)
-        text_encoder = TEXT_ENCODERS.build(config.text_encoder, pretrained=pretrained)
-        if not 1 <= levels <= len(backbone.out_channels):
-            raise ValueError(
-                f"transformer_levels must be in [1, {len(backbone.out_channels)}] (the "
-                f"backbone's levels), got {levels}"
-            )
-        transformer = TRANSFORMERS.build(
-            config.transformer,
-            visual_channels=list(backbone.out_channels[-levels:]),
-            text_dim=text_encoder.out_dim,
-        )
-        in_channels = [*backbone.out_channels[:-levels], *[transformer.d_model] * levels]
-        pixel_decoder = PIXEL_DECODERS.build(
-            config.pixel_decoder, in_channels=in_channels, text_dim=text_encoder.out_dim
-        )
-        mask_head = MASK_HEADS.build(
-            config.mask_head,
-            query_dim=transformer.d_model,
-            pixel_channels=pixel_decoder.out_channels,
-        )
-        return {
-            "backbone": backbone,
-            "text_encoder": text_encoder,
-            "transformer": transformer,
-            "pixel_decoder": pixel_decoder,
-            "mask_head": mask_head,
-        }
+        self.criterion = criterion
 
     # ------------------------------------------------------------------ forward
     def decode(
@@ -287,22 +254,3 @@ class MTTRModel(QueryRVOSModel):
             outputs["is_referred"][-1], outputs["masks"][-1], tuple(frames.shape[-2:])
         )
         return outputs
-
-    def supervised(self, outputs: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, Any]:
-        """The outputs the criterion sees: every layer (``aux_loss``) or only the last."""
-        keep = slice(None) if self.aux_loss else slice(-1, None)
-        return {
-            "is_referred": outputs[prefix + "is_referred"][keep],
-            "masks": outputs[prefix + "masks"][keep],
-        }
-
-    def losses(
-        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
-    ) -> dict[str, torch.Tensor]:
-        """Weighted ``class``, ``dice`` and ``mask_focal`` terms (summed over the supervised
-        decoder layers) of the outputs against the batch's targets (:func:`query_targets`).
-
-        Raises:
-            ValueError: a clip has more target objects than the model has queries.
-        """
-        return self.criterion(self.supervised(outputs), query_targets(batch))

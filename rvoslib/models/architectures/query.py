@@ -11,22 +11,45 @@ every frame), each with an "is referred" score, a mask and possibly a box. Its o
   query whose referred probability, averaged over time, is highest (the inference of MTTR,
   ReferFormer and SOC), from the last layer.
 
-:meth:`QueryRVOSModel.losses` matches queries to the targets of the batch
-(:func:`query_targets`) and returns the :class:`~rvoslib.losses.SetCriterion` terms.
+The losses are the model's ``criterion`` part (a registered ``CRITERIA`` entry such as the
+``"set"`` criterion, which matches queries to the targets of the batch,
+:func:`~rvoslib.losses.query_targets`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from rvoslib.losses.set_criterion import SetCriterion
+from rvoslib.losses.criteria import query_targets
 from rvoslib.models.base import RVOSModel
 
-__all__ = ["QueryRVOSModel", "query_targets", "referred_probabilities", "select_referred"]
+__all__ = [
+    "QueryRVOSModel",
+    "plain_spec",
+    "query_targets",
+    "referred_probabilities",
+    "select_referred",
+]
+
+
+def plain_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A new, mutable (JSON-like) copy of a read-only spec constant (nested mappings become
+    dicts), e.g. of :data:`~rvoslib.models.architectures.mttr.MTTR_CRITERION`.
+
+    Example:
+        >>> from types import MappingProxyType as ReadOnly
+        >>> plain_spec(ReadOnly({"name": "set", "weights": ReadOnly({"dice": 5.0})}))
+        {'name': 'set', 'weights': {'dice': 5.0}}
+    """
+    return {
+        key: plain_spec(value) if isinstance(value, Mapping) else copy.deepcopy(value)
+        for key, value in spec.items()
+    }
 
 
 def referred_probabilities(is_referred: torch.Tensor) -> torch.Tensor:
@@ -73,58 +96,14 @@ def select_referred(
     return flat.unflatten(0, (batch, frames))
 
 
-def query_targets(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The set-criterion targets of a collated batch.
-
-    A referring batch has one target per clip, the referred object (``masks (B, T, H, W)``).
-    Datasets that annotate every object of a frame (A2D-Sentences) add ``instance_masks``, a
-    list of ``(M_i, T, H, W)`` tensors, and ``referred``, a list of ``(M_i,)`` bools: they are
-    padded to ``M = max M_i``.
-
-    Returns:
-        ``masks (B, M, T, H, W)`` float, ``target_valid (B, M)`` bool, ``referred (B, M)``
-        bool, ``frame_valid (B, T)`` bool.
-    """
-    masks = batch["masks"]
-    device = masks.device
-    frame_valid = batch.get("valid")
-    if frame_valid is None:
-        frame_valid = torch.ones(masks.shape[:2], dtype=torch.bool, device=device)
-    instances = batch.get("instance_masks")
-    if not isinstance(instances, (list, tuple)) or not instances:
-        ones = torch.ones(masks.shape[0], 1, dtype=torch.bool, device=device)
-        return {
-            "masks": (masks > 0.5).float()[:, None],
-            "target_valid": ones,
-            "referred": ones,
-            "frame_valid": frame_valid.bool(),
-        }
-    count = max(int(item.shape[0]) for item in instances)
-    padded = masks.new_zeros(masks.shape[0], count, *masks.shape[1:])
-    valid = torch.zeros(masks.shape[0], count, dtype=torch.bool, device=device)
-    referred = torch.zeros_like(valid)
-    for row, (item, flags) in enumerate(zip(instances, batch["referred"])):
-        padded[row, : item.shape[0]] = torch.as_tensor(item, device=device).float()
-        valid[row, : item.shape[0]] = True
-        referred[row, : item.shape[0]] = torch.as_tensor(flags, device=device).bool()
-    return {
-        "masks": padded,
-        "target_valid": valid,
-        "referred": referred,
-        "frame_valid": frame_valid.bool(),
-    }
-
-
 class QueryRVOSModel(RVOSModel):
-    """Base of query-based architectures: ``referred_logits`` from ``outputs["logits"]`` and
-    the set-criterion losses. Subclasses set ``self.criterion`` (a
-    :class:`~rvoslib.losses.SetCriterion`) and implement ``build`` and ``forward_outputs``."""
+    """Base of query-based architectures: every query as an evaluation candidate. Subclasses
+    set ``self.criterion`` (a registered ``CRITERIA`` part, whose terms are the losses) and
+    implement ``forward_outputs``."""
 
-    criterion: SetCriterion
+    criterion: torch.nn.Module
 
-    def losses(
-        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
-    ) -> dict[str, torch.Tensor]:
-        """Weighted set-criterion terms (``class``, ``dice``, ``mask_focal``, and ``box_l1``,
-        ``giou`` for models with boxes), summed over decoder layers."""
-        return self.criterion(outputs, query_targets(batch))
+    def candidates(self, outputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every query of the last decoder layer: ``masks (B, T, N, h, w)`` logits and their
+        referred probabilities ``(B, T, N)`` (A2D-Sentences scores every query)."""
+        return outputs["masks"][-1], referred_probabilities(outputs["is_referred"][-1])

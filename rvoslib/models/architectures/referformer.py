@@ -13,8 +13,9 @@ Wiring (shapes for a clip ``(B, T, 3, H, W)``, ``D = d_model``, ``N`` queries pe
     best query (time-averaged score, last layer) --> logits (B, T, 1, H, W)
 
 The finest backbone level feeds only the pixel decoder; the others feed the transformer, whose
-memory of those levels feeds the pixel decoder (ReferFormer's layout). Losses:
-:meth:`~rvoslib.losses.SetCriterion.referformer` at every decoder layer.
+memory of those levels feeds the pixel decoder (ReferFormer's layout). Losses: the ``criterion``
+part, by default ReferFormer's set criterion (:data:`REFERFORMER_CRITERION`) at every decoder
+layer.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_fit
-from rvoslib.losses.matching import HungarianMatcher
-from rvoslib.losses.set_criterion import SetCriterion
-from rvoslib.models.architectures.query import QueryRVOSModel, select_referred
-from rvoslib.models.config import ArchitectureConfig
+from rvoslib.losses.registry import CRITERIA
+from rvoslib.models.architectures.query import QueryRVOSModel, plain_spec, select_referred
+from rvoslib.models.config import ArchitectureConfig, Part
 from rvoslib.models.heads import condinst as _condinst  # noqa: F401  (registers the parts)
 from rvoslib.models.registry import (
     ARCHITECTURES,
@@ -46,17 +46,21 @@ from rvoslib.models.registry import (
 from rvoslib.models.text import TextFeatures
 from rvoslib.models.transformer import referformer as _transformer  # noqa: F401  (registers)
 
-__all__ = ["ReferFormerConfig", "ReferFormerModel"]
+__all__ = ["REFERFORMER_CRITERION", "ReferFormerConfig", "ReferFormerModel"]
 
-#: ReferFormer's loss weights (keys of :class:`~rvoslib.losses.SetCriterion` ``weights``).
-REFERFORMER_LOSS: Mapping[str, float] = MappingProxyType(
-    {"class": 2.0, "box_l1": 5.0, "giou": 2.0, "mask_focal": 2.0, "dice": 5.0}
-)
-#: ReferFormer's matching cost (keyword arguments of :class:`~rvoslib.losses.HungarianMatcher`).
-REFERFORMER_MATCHER: Mapping[str, float] = MappingProxyType(
-    {"class_weight": 2.0, "box_l1_weight": 5.0, "giou_weight": 2.0, "mask_focal_weight": 2.0,
-     "dice_weight": 5.0}
-)  # fmt: skip
+#: ReferFormer's criterion: focal class 2, box L1 5, GIoU 2, mask focal 2, Dice 5, matched with
+#: the same cost weights, at every decoder layer.
+REFERFORMER_CRITERION: Mapping[str, Any] = MappingProxyType({
+    "name": "set",
+    "weights": MappingProxyType(
+        {"class": 2.0, "box_l1": 5.0, "giou": 2.0, "mask_focal": 2.0, "dice": 5.0}
+    ),
+    "no_object_weight": 0.1,
+    "class_loss": "focal",
+    "matcher": MappingProxyType({"class_weight": 2.0, "box_l1_weight": 5.0, "giou_weight": 2.0,
+                                 "mask_focal_weight": 2.0, "dice_weight": 5.0}),
+    "aux_loss": True,
+})  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -72,18 +76,29 @@ class ReferFormerConfig(ArchitectureConfig):
             level, then ``d_model`` per other level) and ``text_dim = d_model``.
         mask_head: ``MASK_HEADS`` spec; receives ``query_dim = d_model`` and
             ``pixel_channels``.
-        loss: :class:`~rvoslib.losses.SetCriterion` weights (focal class loss).
-        matcher: :class:`~rvoslib.losses.HungarianMatcher` cost weights.
+        criterion: ``CRITERIA`` spec (default :data:`REFERFORMER_CRITERION`: the ``"set"``
+            criterion with the focal class loss, its term weights and matcher cost weights).
     """
 
     architecture: ClassVar[str] = "referformer"
-    parts: ClassVar[dict[str, Registry]] = {
+    parts: ClassVar[dict[str, Part | Registry]] = {
         "backbone": BACKBONES,
         "text_encoder": TEXT_ENCODERS,
-        "transformer": TRANSFORMERS,
-        "pixel_decoder": PIXEL_DECODERS,
-        "mask_head": MASK_HEADS,
-    }
+        "transformer": Part(TRANSFORMERS, lambda built, config: {
+            "visual_channels": list(built["backbone"].out_channels[1:]),
+            "text_dim": built["text_encoder"].out_dim,
+        }),
+        "pixel_decoder": Part(PIXEL_DECODERS, lambda built, config: {
+            "in_channels": [built["backbone"].out_channels[0]]
+            + [built["transformer"].d_model] * (len(built["backbone"].out_channels) - 1),
+            "text_dim": built["transformer"].d_model,
+        }),
+        "mask_head": Part(MASK_HEADS, lambda built, config: {
+            "query_dim": built["transformer"].d_model,
+            "pixel_channels": built["pixel_decoder"].out_channels,
+        }),
+        "criterion": CRITERIA,
+    }  # fmt: skip
 
     backbone: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"name": "video_swin_t", "out_strides": [4, 8, 16, 32]}
@@ -99,8 +114,9 @@ class ReferFormerConfig(ArchitectureConfig):
         default_factory=lambda: {"name": "cross_modal_fpn"}
     )
     mask_head: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "condinst"})
-    loss: dict[str, float] = dataclasses.field(default_factory=lambda: dict(REFERFORMER_LOSS))
-    matcher: dict[str, float] = dataclasses.field(default_factory=lambda: dict(REFERFORMER_MATCHER))
+    criterion: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: plain_spec(REFERFORMER_CRITERION)
+    )
 
 
 @ARCHITECTURES.register("referformer")
@@ -114,8 +130,8 @@ class ReferFormerModel(QueryRVOSModel):
             (:class:`~rvoslib.models.transformer.referformer.ReferFormerTransformer`).
         pixel_decoder: A ``PIXEL_DECODERS`` part.
         mask_head: A ``MASK_HEADS`` part taking ``reference_points``.
-        loss: :class:`~rvoslib.losses.SetCriterion` weights.
-        matcher: :class:`~rvoslib.losses.HungarianMatcher` weights.
+        criterion: A ``CRITERIA`` part reading ``is_referred (Ly, B, T, N, 1)``, ``boxes`` and
+            ``masks`` (e.g. the ``"set"`` criterion with ``class_loss="focal"``).
 
     Raises:
         ValueError: neighbouring parts do not fit (names both).
@@ -138,8 +154,7 @@ class ReferFormerModel(QueryRVOSModel):
         transformer: nn.Module,
         pixel_decoder: nn.Module,
         mask_head: nn.Module,
-        loss: Mapping[str, float] = REFERFORMER_LOSS,
-        matcher: Mapping[str, float] = REFERFORMER_MATCHER,
+        criterion: nn.Module,
     ) -> None:
         super().__init__()
         channels = list(backbone.out_channels)
@@ -166,39 +181,7 @@ class ReferFormerModel(QueryRVOSModel):
         prior = -math.log((1 - 0.01) / 0.01)  # initial referred probability 0.01
         for head in self.class_heads:
             nn.init.constant_(head.bias, prior)
-        self.criterion = SetCriterion(
-            HungarianMatcher(**matcher, class_loss="focal"), loss, class_loss="focal"
-        )
-
-    @classmethod
-    def build(cls, config: ReferFormerConfig, *, pretrained: bool = False) -> ReferFormerModel:
-        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
-        return cls(**cls._build_parts(config, pretrained), loss=config.loss, matcher=config.matcher)
-
-    @staticmethod
-    def _build_parts(config: ReferFormerConfig, pretrained: bool) -> dict[str, nn.Module]:
-        backbone = BACKBONES.build(config.backbone, pretrained=pretrained)
-        text_encoder = TEXT_ENCODERS.build(config.text_encoder, pretrained=pretrained)
-        channels = list(backbone.out_channels)
-        transformer = TRANSFORMERS.build(
-            config.transformer, visual_channels=channels[1:], text_dim=text_encoder.out_dim
-        )
-        width = transformer.d_model
-        pixel_decoder = PIXEL_DECODERS.build(
-            config.pixel_decoder,
-            in_channels=[channels[0]] + [width] * (len(channels) - 1),
-            text_dim=width,
-        )
-        mask_head = MASK_HEADS.build(
-            config.mask_head, query_dim=width, pixel_channels=pixel_decoder.out_channels
-        )
-        return {
-            "backbone": backbone,
-            "text_encoder": text_encoder,
-            "transformer": transformer,
-            "pixel_decoder": pixel_decoder,
-            "mask_head": mask_head,
-        }
+        self.criterion = criterion
 
     def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
         """``frames (B, T, 3, H, W)`` -> ``is_referred (Ly, B, T, N, 1)``, ``boxes (Ly, B, T,

@@ -5,8 +5,9 @@ SOC is ReferFormer's layout with three changes (released ``models/soc.py``):
 * **bidirectional multimodal fusion** instead of the one-way early fusion: visual tokens
   ``v <- v * MHA(v, text)`` at every level, and the text ``t <- t * MHA(t, v)`` against the
   stride-32 level (:class:`~rvoslib.models.fusion.mmf.BidirectionalMultimodalFusion`);
-* **zero-content frame queries** (20 per frame), then the **video object cluster**
-  (:class:`~rvoslib.models.transformer.VideoObjectCluster`): ``N`` video queries whose content is
+* **zero-content frame queries** (20 per frame), then the **video object cluster**, a
+  ``VIDEO_OBJECT_CLUSTERS`` part (``{"name": "voc"}``:
+  :class:`~rvoslib.models.transformer.VideoObjectCluster`): ``N`` video queries whose content is
   the sentence attend to all ``T x N`` frame queries; video query ``n`` is added to frame query
   ``n`` of every frame, and the class, box and mask heads read these sums;
 * a **video-text contrastive loss**: the video query matched to the referred object must score
@@ -24,9 +25,9 @@ Wiring (``D = d_model``, ``N`` queries, ``Ly`` decoder layers)::
         --CondInst mask head--> masks (Ly, B, T, N, H/4, W/4)
     text vector = mean of the fused text tokens (B, D)
 
-Losses (every decoder layer): :meth:`~rvoslib.losses.SetCriterion.soc` (2 focal class + 5 Dice
-+ 2 mask focal + 2 L1 + 2 GIoU) and ``contrastive_weight`` (1) x the video-text contrastive loss
-against the query the matcher assigned to the referred target.
+Losses (every decoder layer): SOC's criterion, :data:`SOC_CRITERION` (the ``"soc"`` criterion:
+2 focal class + 5 Dice + 2 mask focal + 2 L1 + 2 GIoU, and 1 x the video-text contrastive loss
+against the query the matcher assigned to the referred target).
 """
 
 from __future__ import annotations
@@ -37,30 +38,34 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from rvoslib.losses.contrastive import mean_token_features, video_text_contrastive_loss
-from rvoslib.losses.matching import prepare_targets, referred_query_index
-from rvoslib.models.architectures.query import query_targets
+import rvoslib.models.transformer.voc  # noqa: F401  (registers the "voc" cluster)
+from rvoslib.losses.contrastive import mean_token_features
+from rvoslib.models.architectures.query import plain_spec
 from rvoslib.models.architectures.referformer import ReferFormerConfig, ReferFormerModel
 from rvoslib.models.heads import pixel_decoders as _pixel_decoders  # noqa: F401  ("fpn_text")
-from rvoslib.models.registry import ARCHITECTURES
+from rvoslib.models.registry import ARCHITECTURES, VIDEO_OBJECT_CLUSTERS
 from rvoslib.models.text import TextFeatures
-from rvoslib.models.transformer.voc import VideoObjectCluster
 
-__all__ = ["SOCConfig", "SOCModel"]
+__all__ = ["SOC_CRITERION", "SOCConfig", "SOCModel"]
 
-#: SOC's loss weights (keys of :class:`~rvoslib.losses.SetCriterion` ``weights``).
-SOC_LOSS: Mapping[str, float] = MappingProxyType(
-    {"class": 2.0, "dice": 5.0, "mask_focal": 2.0, "box_l1": 2.0, "giou": 2.0}
-)
-#: SOC's matching cost (keyword arguments of :class:`~rvoslib.losses.HungarianMatcher`).
-SOC_MATCHER: Mapping[str, float] = MappingProxyType(
-    {"class_weight": 2.0, "dice_weight": 5.0, "box_l1_weight": 2.0, "giou_weight": 2.0}
-)
-#: Keywords of :class:`VideoObjectCluster` a config may set (``dim`` and ``num_queries`` come
-#: from the transformer).
-VOC_KEYWORDS = ("num_encoder_layers", "num_decoder_layers", "num_heads", "ffn_dim", "dropout")
+#: SOC's criterion: 2 focal class + 5 Dice + 2 mask focal + 2 L1 + 2 GIoU, matched with 2 class
+#: + 5 Dice + 2 L1 + 2 GIoU, plus 1 x the video-text contrastive loss, at every decoder layer.
+SOC_CRITERION: Mapping[str, Any] = MappingProxyType({
+    "name": "soc",
+    "weights": MappingProxyType(
+        {"class": 2.0, "dice": 5.0, "mask_focal": 2.0, "box_l1": 2.0, "giou": 2.0}
+    ),
+    "no_object_weight": 0.1,
+    "class_loss": "focal",
+    "matcher": MappingProxyType(
+        {"class_weight": 2.0, "dice_weight": 5.0, "box_l1_weight": 2.0, "giou_weight": 2.0}
+    ),
+    "aux_loss": True,
+    "contrastive_weight": 1.0,
+})  # fmt: skip
+#: SOC's video object cluster (3 + 3 layers, 8 heads, FFN 2048, dropout 0.1: its defaults).
+DEFAULT_VOC: Mapping[str, Any] = MappingProxyType({"name": "voc"})
 
 
 @dataclasses.dataclass
@@ -70,12 +75,11 @@ class SOCConfig(ReferFormerConfig):
     Attributes:
         backbone, text_encoder, transformer, pixel_decoder, mask_head: As
             :class:`~rvoslib.models.architectures.referformer.ReferFormerConfig`.
-        loss: :class:`~rvoslib.losses.SetCriterion` weights (SOC's).
-        matcher: :class:`~rvoslib.losses.HungarianMatcher` weights (SOC's).
-        voc: Keyword arguments of :class:`~rvoslib.models.transformer.VideoObjectCluster`
-            among ``num_encoder_layers``, ``num_decoder_layers``, ``num_heads``, ``ffn_dim``,
-            ``dropout`` (SOC: 3, 3, 8, 2048, 0.1, the defaults).
-        contrastive_weight: Weight of the video-text contrastive loss at each decoder layer.
+        criterion: ``CRITERIA`` spec (default :data:`SOC_CRITERION`: the ``"soc"`` criterion,
+            the set criterion's keys plus ``contrastive_weight``).
+        voc: ``VIDEO_OBJECT_CLUSTERS`` spec, e.g. ``{"name": "voc", "num_encoder_layers": 3,
+            "num_decoder_layers": 3, "num_heads": 8, "ffn_dim": 2048, "dropout": 0.1}`` (SOC's,
+            the defaults); ``dim`` and ``num_queries`` come from the transformer.
     """
 
     architecture: ClassVar[str] = "soc"
@@ -86,10 +90,8 @@ class SOCConfig(ReferFormerConfig):
     pixel_decoder: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"name": "fpn_text", "out_channels": 8}
     )
-    loss: dict[str, float] = dataclasses.field(default_factory=lambda: dict(SOC_LOSS))
-    matcher: dict[str, float] = dataclasses.field(default_factory=lambda: dict(SOC_MATCHER))
-    voc: dict[str, Any] = dataclasses.field(default_factory=dict)
-    contrastive_weight: float = 1.0
+    criterion: dict[str, Any] = dataclasses.field(default_factory=lambda: plain_spec(SOC_CRITERION))
+    voc: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_VOC))
 
 
 @ARCHITECTURES.register("soc")
@@ -97,17 +99,17 @@ class SOCModel(ReferFormerModel):
     """SOC from injected parts (see the module docstring for the wiring).
 
     Args:
-        backbone, text_encoder, transformer, pixel_decoder, mask_head: As
+        voc: ``VIDEO_OBJECT_CLUSTERS`` spec (see :class:`SOCConfig`); built after
+            ReferFormer's modules, with ``dim`` and ``num_queries`` of the transformer.
+        **parts: The parts of
             :class:`~rvoslib.models.architectures.referformer.ReferFormerModel` (SOC's
-            transformer: ``"deformable_soc"``).
-        loss: :class:`~rvoslib.losses.SetCriterion` weights.
-        matcher: :class:`~rvoslib.losses.HungarianMatcher` weights.
-        voc: :class:`~rvoslib.models.transformer.VideoObjectCluster` keywords (see
-            :class:`SOCConfig`); ``None`` for its defaults.
-        contrastive_weight: Weight of the contrastive loss (0 leaves it out).
+            transformer: ``"deformable_soc"``; ``criterion``: typically the ``"soc"`` criterion,
+            which reads ``video_queries`` and ``text_vector``).
 
     Raises:
-        ValueError: parts do not fit, an unknown ``voc`` keyword, a negative weight.
+        ValueError: parts do not fit, or a ``voc`` keyword the cluster does not take (lists the
+            ones it takes).
+        KeyError: an unknown ``voc`` name (lists the registered ones).
 
     Example:
         >>> from rvoslib.models.presets_query_deformable import soc_tiny
@@ -121,53 +123,10 @@ class SOCModel(ReferFormerModel):
 
     config_class = SOCConfig
 
-    def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        text_encoder: nn.Module,
-        transformer: nn.Module,
-        pixel_decoder: nn.Module,
-        mask_head: nn.Module,
-        loss: Mapping[str, float] = SOC_LOSS,
-        matcher: Mapping[str, float] = SOC_MATCHER,
-        voc: Mapping[str, Any] | None = None,
-        contrastive_weight: float = 1.0,
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            text_encoder=text_encoder,
-            transformer=transformer,
-            pixel_decoder=pixel_decoder,
-            mask_head=mask_head,
-            loss=loss,
-            matcher=matcher,
-        )
-        voc = dict(voc or {})
-        unknown = sorted(set(voc) - set(VOC_KEYWORDS))
-        if unknown:
-            raise ValueError(
-                f"unknown voc keyword(s) {unknown}; valid: {list(VOC_KEYWORDS)} (dim and "
-                "num_queries come from the transformer)"
-            )
-        if isinstance(contrastive_weight, bool) or not contrastive_weight >= 0:
-            raise ValueError(
-                f"contrastive_weight must be a number >= 0, got {contrastive_weight!r}"
-            )
-        self.voc = VideoObjectCluster(
-            dim=transformer.d_model, num_queries=transformer.num_queries, **voc
-        )
-        self.contrastive_weight = float(contrastive_weight)
-
-    @classmethod
-    def build(cls, config: SOCConfig, *, pretrained: bool = False) -> SOCModel:
-        """Build the parts from ``config``'s specs, passing each its neighbours' shapes."""
-        return cls(
-            **cls._build_parts(config, pretrained),
-            loss=config.loss,
-            matcher=config.matcher,
-            voc=config.voc,
-            contrastive_weight=config.contrastive_weight,
+    def __init__(self, *, voc: Mapping[str, Any] | str = DEFAULT_VOC, **parts: Any) -> None:
+        super().__init__(**parts)
+        self.voc = VIDEO_OBJECT_CLUSTERS.build(
+            voc, dim=self.transformer.d_model, num_queries=self.transformer.num_queries
         )
 
     def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
@@ -187,26 +146,3 @@ class SOCModel(ReferFormerModel):
         outputs["video_queries"] = cluster.video_queries
         outputs["text_vector"] = mean_token_features(fused_text.tokens, fused_text.mask)
         return outputs
-
-    def losses(
-        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
-    ) -> dict[str, torch.Tensor]:
-        """The weighted set-criterion terms and ``contrastive``, summed over decoder layers.
-
-        The contrastive positive of each clip and layer is the query the matcher assigned to
-        the referred target in that layer (clips without one are left out).
-        """
-        targets = prepare_targets(query_targets(batch), with_boxes=True)
-        assignment = self.criterion.match(outputs, targets)  # (Ly, B, M)
-        terms = self.criterion.terms(outputs, targets, assignment)
-        if self.contrastive_weight:
-            positive = referred_query_index(
-                assignment, targets["referred"], targets["target_valid"]
-            )  # (Ly, B)
-            video, text = outputs["video_queries"], outputs["text_vector"]
-            per_layer = [
-                video_text_contrastive_loss(video[layer], text, positive[layer])
-                for layer in range(video.shape[0])
-            ]
-            terms["contrastive"] = self.contrastive_weight * torch.stack(per_layer).sum()
-        return terms

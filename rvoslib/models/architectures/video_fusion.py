@@ -19,7 +19,8 @@ from torch import nn
 
 from rvoslib._checks import check_fit
 from rvoslib.models.architectures.fusion import FusionConfig, FusionModel
-from rvoslib.models.registry import ARCHITECTURES
+from rvoslib.models.config import Part
+from rvoslib.models.registry import ARCHITECTURES, TEMPORAL_MODULES, Registry
 from rvoslib.models.text import TextFeatures
 
 __all__ = ["VideoFusionConfig", "VideoFusionModel"]
@@ -31,6 +32,11 @@ class VideoFusionConfig(FusionConfig):
     module receives the backbone's last ``out_channels`` as ``channels``."""
 
     architecture: ClassVar[str] = "video_fusion"
+    parts: ClassVar[dict[str, Part | Registry]] = {
+        **FusionConfig.parts,
+        "temporal": Part(TEMPORAL_MODULES, lambda built, config: {
+            "channels": built["backbone"].out_channels[-1]}),
+    }  # fmt: skip
     temporal: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "conv3d"})
 
 
@@ -44,7 +50,7 @@ class VideoFusionModel(FusionModel):
         fusion: Fuses the temporally mixed coarsest level with the text.
         temporal: Mixes frames of the coarsest level, ``(B, T, C_last, h, w)`` in and out.
         head: Predicts ``(B, T, 1, H, W)`` logits from the fused map and the finer levels.
-        loss: Keyword arguments of :class:`~rvoslib.losses.RVOSLoss`.
+        criterion: Training criterion (``None``: ``"mask"``).
 
     Raises:
         ValueError: neighbouring parts' channels do not match (names both parts).
@@ -68,11 +74,6 @@ class VideoFusionModel(FusionModel):
         check_fit("temporal", last, "fusion", fusion.visual_channels)
         check_fit("text_encoder", text_encoder.out_dim, "fusion", fusion.text_dim)
         check_fit("fusion", fusion.out_channels, "head", getattr(head, "in_channels", None))
-
-    @staticmethod
-    def _temporal_channels(backbone: nn.Module, fusion: nn.Module) -> int:
-        """Channels of the map the temporal module mixes: the backbone's coarsest level's."""
-        return backbone.out_channels[-1]
 
     def levels(self, frames: torch.Tensor, text: TextFeatures) -> list[torch.Tensor]:
         """The backbone's levels ``[(B, T, C_i, h_i, w_i)]``, fine to coarse (``text`` unused

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib._checks import check_tensor, is_compiling
 from rvoslib.models.registry import PIXEL_DECODERS
 from rvoslib.models.text import TextFeatures
+from rvoslib.models.transformer.levels import check_levels
 
 __all__ = ["TextFPNPixelDecoder"]
 
@@ -155,18 +156,6 @@ class TextFPNPixelDecoder(nn.Module):
         return self.output(x).unflatten(0, (batch, frames))
 
     def _check_inputs(self, levels: Sequence[torch.Tensor], text: TextFeatures) -> None:
-        if not isinstance(levels, (list, tuple)) or len(levels) != len(self.in_channels):
-            count = len(levels) if isinstance(levels, (list, tuple)) else type(levels).__name__
-            raise ValueError(
-                f"levels must be a list of {len(self.in_channels)} maps (in_channels="
-                f"{self.in_channels}), got {count}"
-            )
-        for index, (level, channels) in enumerate(zip(levels, self.in_channels)):
-            check_tensor(level, f"levels[{index}]", ("B", "T", channels, "h", "w"), floating=True)
-            if level.shape[:2] != levels[0].shape[:2]:
-                raise ValueError(
-                    f"levels[{index}] must have the (B, T) of levels[0] "
-                    f"{tuple(levels[0].shape[:2])}, got {format_shape(level.shape)}"
-                )
+        check_levels(levels, self.in_channels, "in_channels")
         if self.film is not None:
             check_tensor(text.sentence, "text.sentence", (levels[0].shape[0], self.text_dim))

@@ -1,4 +1,4 @@
-"""The decoder of the sequence-to-sequence VOS model (seed 003): blocks of two convolutions
+"""The decoder of the sequence-to-sequence VOS model : blocks of two convolutions
 and a x2 bilinear upsampling, then a convolution to one logit."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rvoslib.models.registry import DECODERS
 
 __all__ = ["Seq2SeqDecoder", "conv_bn_relu"]
 
@@ -21,6 +23,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> list[
     ]
 
 
+@DECODERS.register("seq2seq", description="Blocks of 2 conv + BN + ReLU and x2 upsampling.")
 class Seq2SeqDecoder(nn.Module):
     """Blocks of [two conv + BN + ReLU, x2 bilinear upsampling], then a conv to 1 channel.
 
@@ -38,9 +41,9 @@ class Seq2SeqDecoder(nn.Module):
     def __init__(self, in_channels: int, channels: Sequence[int], kernel_size: int = 5) -> None:
         super().__init__()
         if not channels or any(int(c) < 1 for c in channels):
-            raise ValueError(f"decoder_channels must be positive widths, got {list(channels)}")
+            raise ValueError(f"decoder channels must be positive widths, got {list(channels)}")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"decoder_kernel_size must be a positive odd int, got {kernel_size}")
+            raise ValueError(f"decoder kernel_size must be a positive odd int, got {kernel_size}")
         blocks = []
         previous = in_channels
         for width in channels:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 import torch
 
+from rvoslib._checks import check_tensor, format_shape
 from rvoslib.models.positions import pixel_centres
 from rvoslib.models.transformer.deformable_attention import SpatialShapes, as_spatial_shapes
 
 __all__ = [
+    "check_levels",
     "encoder_reference_points",
     "flatten_levels",
     "inverse_sigmoid",
@@ -118,3 +120,37 @@ def encoder_reference_points(
         1,
     )
     return (points / own)[:, :, None, :] * ratios[:, None, :, :]
+
+
+def check_levels(levels: Sequence[torch.Tensor], channels: Sequence[int], name: str) -> None:
+    """Check a list of visual levels ``[(B, T, C_i, h_i, w_i)]`` against the channels a part
+    was built for.
+
+    Args:
+        levels: The levels, fine to coarse.
+        channels: The expected ``C_i``, one per level.
+        name: The name of ``channels`` in messages (``"in_channels"``).
+
+    Raises:
+        ValueError: not a list of ``len(channels)`` maps, or a level whose shape, channels or
+            ``(B, T)`` do not fit (named).
+        TypeError: a level is not a floating tensor.
+
+    Example:
+        >>> check_levels([torch.zeros(1, 2, 3, 4, 4)], [4], "in_channels")
+        Traceback (most recent call last):
+        ...
+        ValueError: levels[0] must be (B, T, 4, h, w), got (1, 2, 3, 4, 4)
+    """
+    if not isinstance(levels, (list, tuple)) or len(levels) != len(channels):
+        count = len(levels) if isinstance(levels, (list, tuple)) else type(levels).__name__
+        raise ValueError(
+            f"levels must be a list of {len(channels)} maps ({name}={list(channels)}), got {count}"
+        )
+    for index, (level, width) in enumerate(zip(levels, channels)):
+        check_tensor(level, f"levels[{index}]", ("B", "T", width, "h", "w"), floating=True)
+        if level.shape[:2] != levels[0].shape[:2]:
+            raise ValueError(
+                f"levels[{index}] must have the (B, T) of levels[0] "
+                f"{tuple(levels[0].shape[:2])}, got {format_shape(level.shape)}"
+            )

@@ -25,10 +25,12 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib.models.registry import LONG_SHORT_ATTENTIONS
 
 __all__ = ["LongShortCrossAttention"]
 
 
+@LONG_SHORT_ATTENTIONS.register("long_short")
 class LongShortCrossAttention(nn.Module):
     """Gated, pre-norm cross-attention between long- and short-branch queries, per frame.
 

@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib._checks import check_tensor, is_compiling
 from rvoslib.models.registry import TRANSFORMERS
 from rvoslib.models.text import TextFeatures
+from rvoslib.models.transformer.levels import check_levels
 
 __all__ = [
     "MTTRDecoderLayer",
@@ -368,19 +369,7 @@ class MTTRTransformer(nn.Module):
         }
 
     def _check_inputs(self, levels: Sequence[torch.Tensor], text: TextFeatures) -> None:
-        if not isinstance(levels, (list, tuple)) or len(levels) != len(self.visual_channels):
-            count = len(levels) if isinstance(levels, (list, tuple)) else type(levels).__name__
-            raise ValueError(
-                f"levels must be a list of {len(self.visual_channels)} maps (visual_channels="
-                f"{self.visual_channels}), got {count}"
-            )
-        for index, (level, channels) in enumerate(zip(levels, self.visual_channels)):
-            check_tensor(level, f"levels[{index}]", ("B", "T", channels, "h", "w"), floating=True)
-            if level.shape[:2] != levels[0].shape[:2]:
-                raise ValueError(
-                    f"levels[{index}] must have the (B, T) of levels[0] "
-                    f"{tuple(levels[0].shape[:2])}, got {format_shape(level.shape)}"
-                )
+        check_levels(levels, self.visual_channels, "visual_channels")
         batch = levels[0].shape[0]
         check_tensor(text.tokens, "text.tokens", (batch, "L", self.text_dim), floating=True)
         check_tensor(text.mask, "text.mask", (batch, text.tokens.shape[1]))

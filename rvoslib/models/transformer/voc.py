@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib.models.registry import VIDEO_OBJECT_CLUSTERS
 
 __all__ = ["VideoClusterOutput", "VideoObjectCluster"]
 
@@ -88,6 +89,7 @@ class _FeedForwardLayer(nn.Module):
         return self.norm(x + self.dropout(hidden))
 
 
+@VIDEO_OBJECT_CLUSTERS.register("voc")
 class VideoObjectCluster(nn.Module):
     """SOC's video object cluster (see the module docstring for the design).
 
