@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from rvoslib._checks import check_ranges  # re-exported: training configs check with it
+
 __all__ = ["RESUMABLE_CHANGES", "TrainerConfig", "check_ranges"]
 
 #: Settings that may change between a run and its resumption.
@@ -27,26 +29,6 @@ RESUMABLE_CHANGES = frozenset(
         "tensorboard",
     }
 )
-
-
-def check_ranges(config: Any, ranges: dict[str, tuple[float, float, bool, bool]]) -> None:
-    """Check numeric fields: ``name -> (low, high, optional, low_included)``; ``high`` is
-    excluded (``inf``: no bound); ``optional`` fields may be ``None``.
-
-    Raises:
-        ValueError: names the field, the valid range and the value, e.g.
-            ``clip_grad_norm must be > 0 (or None to disable), got -1.0``.
-    """
-    for name, (low, high, optional, included) in ranges.items():
-        value = getattr(config, name)
-        if value is None and optional:
-            continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or value < low or (value == low and not included) or value >= high:
-            lower = f">= {low}" if included else f"> {low}"
-            upper = "" if high == float("inf") else f" and < {high}"
-            none = " (or None to disable)" if optional else ""
-            raise ValueError(f"{name} must be {lower}{upper}{none}, got {value!r}")
 
 
 _INF = float("inf")
