@@ -40,19 +40,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from rvoslib.cli import build_parser
     from rvoslib.cli.evaluate import by_kind
     from rvoslib.cli.train import resolve_recipe
-    from rvoslib.data import RVOSCollator, SyntheticRVOSDataset
+    from rvoslib.data import SyntheticRVOSDataset, collator_for
     from rvoslib.data.builder import build_datasets
     from rvoslib.evaluation import evaluate
-    from rvoslib.models.presets import create_model
+    from rvoslib.recipes import build_model
     from rvoslib.training import LambdaCallback, Trainer
 
-    train_argv = ["train", *args.train_args]
-    train_args = build_parser().parse_args(train_argv)
-    train_args._argv = train_argv[1:]
-    recipe = resolve_recipe(train_args)
+    recipe = resolve_recipe(args.train_args)
     if recipe.data.dataset != "synthetic":
         parser.error(f"the recipe's data must be synthetic, got {recipe.data.dataset!r}")
     trainer_config = dataclasses.replace(
@@ -64,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_data, val_data = build_datasets(recipe.data, seed=trainer_config.seed)
     torch.manual_seed(trainer_config.seed)
-    model = create_model(recipe.model.preset, **recipe.model.overrides)
+    model = build_model(recipe.model)
     held_out = SyntheticRVOSDataset(
         args.videos, 8, recipe.data.size, seed=trainer_config.seed + 100_003,
         attributes=recipe.data.attributes,
@@ -84,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             item = prediction.item
             kinds[(item["video_id"], str(item["exp_id"]))] = str(item["kind"])
 
-        text = trainer.model.text_encoder
         result = evaluate(
-            trainer.model, held_out, collate_fn=RVOSCollator(text, text.max_length),
+            trainer.model, held_out, collate_fn=collator_for(trainer.model.inputs),
             device=trainer.device, on_prediction=record, compute_loss=False,
         )  # fmt: skip
         trainer.model.train()

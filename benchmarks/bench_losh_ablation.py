@@ -25,7 +25,7 @@ VARIANTS = {
     "mttr": ("MTTR alone (no short branch)", {"joint_prediction": False}),
     "joint": ("+ joint prediction and intersection loss", {"cross_attention": None}),
     "joint+xattn": ("+ long-short cross-attention", {}),
-    "joint+xattn+flow": ("+ flow consistency", {"flow_weight": 1.0}),
+    "joint+xattn+flow": ("+ flow consistency", {"criterion": {"flow_weight": 1.0}}),
 }
 
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if train.returncode not in (0, 3):
             raise RuntimeError(f"rvos train {name} failed:\n{train.stderr[-2000:]}")
         evaluation = _rvos(
-            "eval", "--checkpoint", str(out / "best"), "--data", "synthetic", "--by-kind",
-            "--long-expressions", "--videos", "96", "--frames", "8", "--size", "64",
+            "eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic", "--by-kind",
+            "--long-expressions", "--val-videos", "96", "--val-frames", "8", "--size", "64",
         )  # fmt: skip
         summary = json.loads(evaluation.stdout.strip().splitlines()[-1])
         metrics = json.loads((out / "metrics.json").read_text())

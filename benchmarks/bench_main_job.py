@@ -1,7 +1,7 @@
 """The main job for every preset: held-out J&F overall and per kind, wall time, parameters.
 
 Method: for each preset, ``rvos train --config RECIPE --preset P --out OUT/P`` (one process at a
-time, wall time measured around it), then ``rvos eval --checkpoint OUT/P/best --data synthetic
+time, wall time measured around it), then ``rvos eval --checkpoint OUT/P/best --dataset synthetic
 --by-kind`` on the recipe's held-out videos (same seed, count, frames and attributes as the
 run's validation; ``--eval-videos`` takes more of the same seed's videos, so that rare kinds
 such as motion alone have enough samples). ``--control`` adds a ``--shuffle-text`` run per
@@ -54,11 +54,11 @@ def run_preset(preset: str, args: argparse.Namespace, control: bool) -> dict:
 
     data = yaml.safe_load((out / "recipe.yaml").read_text())["data"]
     evaluation = _rvos(
-        "eval", "--checkpoint", str(out / "best"), "--data", "synthetic", "--by-kind",
-        "--videos", str(args.eval_videos or data["val_videos"]),
-        "--frames", str(data["val_frames"]),
-        "--size", str(data["size"]), "--seed", str(args.seed + 100_003),
-        "--attributes", *data["attributes"],
+        "eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic", "--by-kind",
+        "--val-videos", str(args.eval_videos or data["val_videos"]),
+        "--val-frames", str(data["val_frames"]),
+        "--size", str(data["size"]), "--seed", str(args.seed),
+        "--attributes", json.dumps(data["attributes"]),
     )  # fmt: skip
     if evaluation.returncode != 0:
         raise RuntimeError(f"rvos eval {preset} failed:\n{evaluation.stderr[-2000:]}")

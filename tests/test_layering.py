@@ -40,11 +40,17 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
         base = node.module or ""
         if node.level:
             package = module.split(".")
-            if not MODULES[module].name == "__init__.py":
+            if MODULES[module].name != "__init__.py":
                 package = package[:-1]
             package = package[: len(package) - node.level + 1]
             base = ".".join([*package, base] if base else package)
-        names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        submodules = [f"{base}.{alias.name}" for alias in node.names]
+        # ``from package import submodule`` loads the submodule; the package itself counts
+        # only when a name is not a submodule (the package above the importer runs anyway).
+        names = [
+            *submodules,
+            *([base] if any(name not in MODULES for name in submodules) else []),
+        ]
     found = []
     for name in names:
         while name not in MODULES and "." in name:

@@ -350,7 +350,7 @@ def test_losh_synthetic_recipe_trains_and_validates_with_the_flow_term(tmp_path)
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert history[-1]["train_flow"] > 0 and "val_loss" in history[-1]
     # rvos eval scores without the loss, so its batches need no flow
-    evaluation = ["eval", "--checkpoint", str(out / "best"), "--data", "synthetic",
-                  "--long-expressions", "--videos", "1", "--frames", "3",
+    evaluation = ["eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic",
+                  "--long-expressions", "--val-videos", "1", "--val-frames", "3",
                   "--size", "32"]  # fmt: skip
     assert main(evaluation) == 0

@@ -123,10 +123,10 @@ class _Writer:
 
 def run(args: Any) -> int:
     """Run ``rvos predict``; returns the exit code."""
+    from rvoslib._distributed import _pick_device
     from rvoslib._io import atomic_directory
     from rvoslib.inference import check_expressions
     from rvoslib.models import SegmentationModel
-    from rvoslib.training.distributed import _pick_device
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

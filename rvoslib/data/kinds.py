@@ -131,13 +131,13 @@ def _synthetic_set(config: DataConfig, seed: int, train: bool) -> Dataset:
     from rvoslib.data.synthetic import SyntheticRVOSDataset
     from rvoslib.data.synthetic_vos import SyntheticVOSDataset
 
-    kind = SyntheticVOSDataset if config.task == "vos" else SyntheticRVOSDataset
+    kind = {"rvos": SyntheticRVOSDataset, "vos": SyntheticVOSDataset}[config.task]
     options: dict[str, Any] = {
         "attributes": config.attributes,
         "long_expressions": config.long_expressions,
         "with_flow": config.flow,  # validation too: its loss includes the flow term
     }
-    if config.task == "vos":
+    if kind is SyntheticVOSDataset:
         options["first_mask"] = "zeros" if config.zero_first_mask else "target"
     size = config.size or 64
     if not train:

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any
+
+from rvoslib.models.legacy_query import convert_v2_query_config
+from rvoslib.models.registry import ARCHITECTURES
 
 __all__ = ["convert_legacy_config", "upgrade_config"]
 
@@ -34,10 +36,7 @@ _REMOVED = {
     "head_upsample": "bilinear",
 }
 _FUSION_FAMILY = ("fusion", "video_fusion", "motion_fusion")
-#: Architecture -> "module:function" converting its format-2 dict (kept by its owners).
-_QUERY_CONVERTERS = dict.fromkeys(
-    ("mttr", "losh", "referformer", "soc"), "rvoslib.models.legacy_query:convert_v2_query_config"
-)
+_QUERY_FAMILY = ("mttr", "losh", "referformer", "soc")
 
 
 def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
@@ -55,9 +54,8 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
         data["criterion"] = {"name": "mask", **data.pop("loss")}
     elif architecture == "seq2seq":
         data = _upgrade_seq2seq(data)
-    elif architecture in _QUERY_CONVERTERS:
-        module, function = _QUERY_CONVERTERS[architecture].split(":")
-        data = getattr(importlib.import_module(module), function)(data)
+    elif architecture in _QUERY_FAMILY:
+        data = convert_v2_query_config(data)
     return data
 
 
@@ -90,8 +88,6 @@ def convert_legacy_config(data: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: it uses a removed option, or has keys 0.1 did not have.
     """
-    from rvoslib.models.architectures.fusion import FusionConfig
-
     unknown = sorted(set(data) - set(_MOVED) - set(_REMOVED) - {"format_version"})
     if unknown:
         raise ValueError(
@@ -152,7 +148,7 @@ def convert_legacy_config(data: dict[str, Any]) -> dict[str, Any]:
             if not value["head_text_film"]:
                 raise ValueError("a 0.1 config with head_dynamic_width needs head_text_film")
             head["dynamic_width"] = value["head_dynamic_width"]
-    config = FusionConfig(
+    config = ARCHITECTURES.get("fusion").config_class(
         backbone=backbone, text_encoder=text_encoder, fusion=fusion, temporal=temporal, head=head
     )
     return config.to_dict()

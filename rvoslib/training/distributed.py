@@ -4,7 +4,6 @@ which evaluation shares)."""
 from rvoslib._distributed import (
     DistributedContext,
     ShardSampler,
-    _pick_device,  # noqa: F401  (used by the CLI)
     all_reduce_mean,
     average_buffers,
     init_distributed,

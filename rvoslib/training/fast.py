@@ -28,9 +28,8 @@ __all__ = [
 
 #: ``torch.compile`` modes the fast path knows (``reduce-overhead`` adds CUDA graphs).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: The fast path's mode: CUDA graphs. Measured on one H100 (``seed-r50``, B=4 x T=8 x 384x384,
-#: torch 2.11): train step 26.4 ms with ``reduce-overhead`` against 62.4 ms with ``default``,
-#: whose step was bound by the host launching kernels (the GPU was busy 25 of 70 ms).
+#: The fast path's mode: CUDA graphs (``default`` left the step bound by the host launching
+#: kernels; the measurement is in ``benchmarks/RESULTS.md``).
 DEFAULT_COMPILE_MODE = "reduce-overhead"
 
 
