@@ -4,7 +4,8 @@ training and by evaluation (which must not import :mod:`rvoslib.training`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +17,8 @@ __all__ = [
     "ShardSampler",
     "all_reduce_mean",
     "average_buffers",
+    "broadcast_flag",
+    "elastic_restart_problem",
     "init_distributed",
     "time_exhausted",
 ]
@@ -76,11 +79,41 @@ def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.de
     return resolved
 
 
+def elastic_restart_problem(environ: Mapping[str, str]) -> str | None:
+    """Why a ``torchrun`` restart of this multi-node launch would fail, or ``None``.
+
+    ``torchrun`` shares its rendezvous store with the workers unless
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``; after one node's workers fail and restart, the
+    new process group can read the previous round's addresses from that store and fail to
+    connect (pytorch/pytorch#135712). Only a launch of several nodes with ``--max-restarts``
+    above 0 is concerned.
+
+    Args:
+        environ: A worker's environment (``os.environ``).
+    """
+    shared = environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    restarts = environ.get("TORCHELASTIC_MAX_RESTARTS", "0")
+    nodes = environ.get("GROUP_WORLD_SIZE", "1")
+    if not (shared and restarts.isdigit() and int(restarts) > 0):
+        return None
+    if not (nodes.isdigit() and int(nodes) > 1):
+        return None
+    return (
+        f"torchrun runs {nodes} nodes with --max-restarts {restarts} and shares its rendezvous "
+        "store with the workers (TORCHELASTIC_USE_AGENT_STORE=True): after a worker fails, the "
+        "restarted process group can connect to the previous round's addresses and fail "
+        "(pytorch/pytorch#135712); launch every torchrun with "
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment"
+    )
+
+
 def init_distributed(device: str | torch.device | None = "auto") -> DistributedContext:
     """Set up the process group when launched by ``torchrun`` (``RANK`` and ``WORLD_SIZE`` in
     the environment), also for one process.
 
     Uses NCCL for CUDA devices and gloo for the CPU. A plain ``python`` process gets none.
+    Rank 0 warns when torchrun could not restart a failed node
+    (:func:`elastic_restart_problem`).
 
     Args:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, or a device.
@@ -98,6 +131,9 @@ def init_distributed(device: str | torch.device | None = "auto") -> DistributedC
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
         dist.init_process_group(backend=backend)
+        problem = elastic_restart_problem(os.environ)
+        if problem is not None and rank == 0:
+            warnings.warn(problem, RuntimeWarning, stacklevel=2)
     return DistributedContext(rank, local_rank, world_size, resolved, dist.is_initialized())
 
 
@@ -118,6 +154,19 @@ def average_buffers(model: torch.nn.Module, context: DistributedContext) -> None
     for buffer in model.buffers():
         if buffer.is_floating_point():
             buffer.copy_(all_reduce_mean(buffer, context))
+
+
+def broadcast_flag(flag: bool, context: DistributedContext) -> bool:
+    """Rank 0's ``flag``, on every rank (``flag`` itself in a single process).
+
+    For decisions that read files (does the run folder hold a checkpoint?), which ranks must
+    take together even when they would see the files at different moments.
+    """
+    if not context.is_distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=context.device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
 
 
 def time_exhausted(started: float, limit: float | None, context: DistributedContext) -> bool:

@@ -1,25 +1,20 @@
 """Export a model for deployment: ONNX, ``torch.export`` programs and TorchScript.
 
-All formats wrap the model in :class:`ExportableRVOS`, whose ``forward(frames, text_ids,
-text_mask)`` returns ``(B, T, 1, H, W)`` logits, so the exported graph includes the text encoder.
+All formats wrap the model in :class:`ExportableRVOS` (``forward(frames, text_ids, text_mask)
+-> (B, T, 1, H, W)`` logits; the text encoder is in the graph). ONNX (:func:`export_onnx`) and
+``torch.export`` (:func:`export_program`) keep ``B, T, H, W`` and the token length ``L``
+dynamic; TorchScript (:func:`export_torchscript`) is traced, every dimension fixed.
 
-Dynamic dimensions:
-
-* **ONNX** (:func:`export_onnx`, ``torch.onnx.export(dynamo=True)``) and **ExportedProgram**
-  (:func:`export_program`): batch ``B``, frames ``T``, height ``H``, width ``W`` and token
-  length ``L`` are all dynamic (``H`` and ``W`` need not be multiples of 32). Only the
-  channel dimension (3) is fixed.
-* **TorchScript** (:func:`export_torchscript`) is traced: every dimension is fixed to the
-  example input's (``torch.jit.script`` cannot compile Hugging Face encoders). Prefer ONNX or
-  ``torch.export`` when shapes vary.
-
-The ONNX exporter translates ``repeat_interleave`` with a symbolic repeat count wrongly for
-batch sizes above one; :func:`export_onnx` rewrites it into ``unsqueeze/expand/flatten`` first.
-ONNX needs the ``export`` extra: ``pip install rvoslib[export]``.
+:func:`check_exportable` refuses, before any work, a VOS model and (for the dynamic formats) a
+temporal-shift backbone. Any other model is traced, then run at :func:`second_shape_inputs`; a
+model whose code turned a size into a constant is refused (:class:`ExportUnsupportedError`)
+and nothing is written. ``repeat_interleave`` is rewritten before ONNX (the exporter gets a
+symbolic repeat count wrong above batch 1). ONNX needs ``pip install rvoslib[export]``.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,18 +26,63 @@ from torch import nn
 from rvoslib._io import atomic_write_bytes
 
 __all__ = [
-    "EXPORT_FORMATS",
-    "ExportableRVOS",
-    "check_onnx",
-    "example_inputs",
-    "export_model",
-    "export_onnx",
-    "export_program",
-    "export_torchscript",
-]
+    "EXPORT_FORMATS", "ExportUnsupportedError", "ExportableRVOS", "check_exportable",
+    "check_onnx", "example_inputs", "export_model", "export_onnx", "export_program",
+    "export_torchscript", "second_shape_inputs",
+]  # fmt: skip
 
 EXPORT_FORMATS = ("onnx", "torchscript", "export")
 INPUT_NAMES = ("frames", "text_ids", "text_mask")
+DYNAMIC_FORMATS = ("onnx", "export")
+_DIM_NAMES = {"size()[0]": "B", "size()[1]": "T", "size()[3]": "H", "size()[4]": "W"}
+_LEGEND = ", ".join(f"frames.{key} is {name}" for key, name in _DIM_NAMES.items())
+
+
+def _not_text(model: nn.Module) -> str:
+    """Why ``model`` is not a text-referred model, or ``""``."""
+    kind = getattr(getattr(model, "inputs", None), "kind", "text")
+    return "" if kind == "text" else (
+        f"export covers text-referred (RVOS) models only, whose inputs are frames, text_ids "
+        f"and text_mask; {type(model).__name__} takes {kind!r} (model.inputs.kind)"
+    )  # fmt: skip
+
+
+def _static_dimension_reason(model: nn.Module) -> str | None:
+    """Why ``model`` cannot keep ``T`` dynamic, or ``None``."""
+    for name, module in model.named_modules():
+        stages = getattr(module, "temporal_shift_stages", None)
+        if stages:
+            return (
+                f"its {name or 'model'} shifts channels between frames (temporal_shift_stages="
+                f"{tuple(stages)}): T is read as a Python int (T = 1 apart), it cannot be "
+                f"dynamic; use --format torchscript (every dimension fixed)"
+            )
+    return None
+
+
+class ExportUnsupportedError(ValueError):
+    """The model cannot be exported in the requested format; the message says why."""
+
+
+def check_exportable(model: nn.Module, format: str = "onnx") -> None:
+    """Refuse, before any work, a model that cannot be exported in ``format``.
+
+    Raises:
+        ValueError: ``format`` is not one of :data:`EXPORT_FORMATS`.
+        ExportUnsupportedError: a VOS model (export covers text-referred RVOS models only), or
+            a temporal-shift backbone for a format that keeps ``T`` dynamic.
+    """
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    name = type(model).__name__
+    if _not_text(model):
+        raise ExportUnsupportedError(f"{_not_text(model)}: exporting VOS models is not supported")
+    reason = _static_dimension_reason(model) if format in DYNAMIC_FORMATS else None
+    if reason:
+        raise ExportUnsupportedError(
+            f"{name} cannot be exported to {format!r} with dynamic frames, height and width: "
+            f"{reason}"
+        )
 
 
 class ExportableRVOS(nn.Module):
@@ -57,12 +97,8 @@ class ExportableRVOS(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        kind = getattr(getattr(model, "inputs", None), "kind", "text")
-        if kind != "text":
-            raise TypeError(
-                f"export takes a model that reads text (frames, text_ids, text_mask); "
-                f"{type(model).__name__} takes {kind!r} (model.inputs.kind)"
-            )
+        if _not_text(model):
+            raise TypeError(_not_text(model))
         self.model = model.eval()
 
     def forward(
@@ -83,11 +119,8 @@ def example_inputs(
     texts: Sequence[str] | None = None,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random frames and tokenized expressions for tracing or checking an export.
-
-    Returns:
-        ``frames (B, T, 3, H, W)`` float32, ``text_ids (B, L)`` and ``text_mask (B, L)`` int64.
-    """
+    """Random ``frames (B, T, 3, H, W)`` float32 and tokenized expressions, ``text_ids`` and
+    ``text_mask (B, L)`` int64, for tracing or checking an export."""
     if texts is None:
         pool = ["the black swan swimming on the left", "a dog", "the red circle moving up"]
         texts = [pool[index % len(pool)] for index in range(batch)]
@@ -99,13 +132,23 @@ def example_inputs(
     return frames, tokens["input_ids"].long(), tokens["attention_mask"].long()
 
 
+def second_shape_inputs(
+    model: nn.Module, inputs: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`example_inputs` at ``T + 1``, ``H + 16``, ``W + 24`` of ``inputs``' (same ``B``):
+    where an export is checked, so that the example's sizes cannot be baked in."""
+    batch, frames, _, height, width = inputs[0].shape
+    return example_inputs(
+        model, batch=batch, num_frames=frames + 1, height=height + 16, width=width + 24, seed=1,
+    )  # fmt: skip
+
+
 def _dynamic_shapes() -> dict[str, dict[int, Any]]:
-    dynamic = torch.export.Dim.DYNAMIC
-    return {
-        "frames": {0: dynamic, 1: dynamic, 3: dynamic, 4: dynamic},
-        "text_ids": {0: dynamic, 1: dynamic},
-        "text_mask": {0: dynamic, 1: dynamic},
-    }
+    dynamic, text = (
+        torch.export.Dim.DYNAMIC,
+        {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC},
+    )
+    return {"frames": dict.fromkeys((0, 1, 3, 4), dynamic), "text_ids": text, "text_mask": text}
 
 
 def _repeat_interleave(
@@ -119,35 +162,65 @@ def _repeat_interleave(
     return expanded.flatten(dim, dim + 1)
 
 
+def _specialised(message: str) -> str:
+    """``"W (frames.size()[4]) to 24"`` from torch.export's constraint error."""
+    import re
+
+    found = re.findall(r"L\['(\w+)'\]\.(size\(\)\[\d\]) as dynamic.*?constant \((\d+)\)", message)
+    parts = [
+        f"{_DIM_NAMES.get(key, key) if tensor == 'frames' else 'B or L'} ({tensor}.{key}) "
+        f"to {value}"
+        for tensor, key, value in found
+    ]
+    return ", ".join(parts) or f"a dimension ({message.strip().splitlines()[0]})"
+
+
 def _trace_program(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
-    wrapper = ExportableRVOS(model)
+    """``torch.export`` with dynamic ``B, T, H, W, L``, then run at :func:`second_shape_inputs`;
+    :class:`ExportUnsupportedError` when the code fixed a size (a constraint error or a guard
+    that fails at the second shape)."""
+    wrapper, name = ExportableRVOS(model), type(model).__name__
     with torch.no_grad():
-        return torch.export.export(wrapper, inputs, dynamic_shapes=_dynamic_shapes(), strict=False)
+        try:
+            program = torch.export.export(
+                wrapper, inputs, dynamic_shapes=_dynamic_shapes(), strict=False
+            )
+        except torch._dynamo.exc.UserError as error:  # Constraints violated
+            raise ExportUnsupportedError(
+                f"{name} cannot be exported with dynamic frames, height and width: its code "
+                f"fixes {_specialised(str(error))} of the example input "
+                f"{tuple(inputs[0].shape)} (a Python int taken from a tensor shape)"
+            ) from None
+        second = second_shape_inputs(model, inputs)
+        try:
+            program.module()(*second)
+        except AssertionError as error:  # "Guard failed: ..." of a specialised size
+            raise ExportUnsupportedError(
+                f"{name} cannot be exported with dynamic frames, height and width: its code "
+                f"fixes a size of the example input {tuple(inputs[0].shape)} (a Python int "
+                f"taken from a tensor shape), so the traced program fails at frames "
+                f"{tuple(second[0].shape)}: {error} ({_LEGEND})"
+            ) from None
+    return program
+
+
+def _saved_bytes(save: Any, obj: Any) -> bytes:
+    """What ``save(obj, file)`` writes, in memory (for :func:`atomic_write_bytes`)."""
+    buffer = io.BytesIO()
+    save(obj, buffer)
+    return buffer.getvalue()
 
 
 def export_program(
     model: nn.Module, path: str | os.PathLike, *, inputs: tuple[torch.Tensor, ...] | None = None
 ) -> Path:
-    """Export with ``torch.export`` (all of ``B, T, H, W, L`` dynamic) and save a ``.pt2``.
-
-    Load it back with ``torch.export.load(path).module()``.
-
-    Args:
-        model: The model.
-        path: Output file (``.pt2``).
-        inputs: Example ``(frames, text_ids, text_mask)``; default :func:`example_inputs`
-            (use a batch and clip length above 1, so they are not specialised).
-    """
+    """Export with ``torch.export`` (``B, T, H, W, L`` dynamic) and save a ``.pt2``
+    (``torch.export.load(path).module()`` runs it); ``inputs`` and errors as in
+    :func:`export_onnx`."""
+    check_exportable(model, "export")
     inputs = inputs or example_inputs(model)
     program = _trace_program(model, inputs)
-    path = Path(path)
-    temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        torch.export.save(program, str(temp))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, _saved_bytes(torch.export.save, program))
 
 
 def export_onnx(
@@ -156,26 +229,41 @@ def export_onnx(
     *,
     inputs: tuple[torch.Tensor, ...] | None = None,
     opset: int = 18,
+    check: bool = False,
+    atol: float = 1e-3,
 ) -> Path:
-    """Export to ONNX with dynamic batch, frames, height, width and token length.
+    """Export to ONNX (weights embedded; returns ``path``), ``B, T, H, W, L`` dynamic.
 
-    The weights are stored inside the ``.onnx`` file (no external data), written atomically.
-    Inputs are named ``frames``, ``text_ids``, ``text_mask`` (int64); the output ``logits``.
+    Inputs ``frames``, ``text_ids``, ``text_mask`` (int64), output ``logits``. With ``check``
+    onnxruntime is compared with PyTorch at :func:`second_shape_inputs` before anything is
+    written; the file goes through a temporary file in the same folder and a rename.
 
     Args:
         model: The model.
         path: Output ``.onnx`` file.
-        inputs: Example ``(frames, text_ids, text_mask)``; default :func:`example_inputs`.
+        inputs: Example ``(frames, text_ids, text_mask)``; default :func:`example_inputs`
+            (use a batch and clip length above 1, so they are not specialised).
         opset: ONNX opset version.
-
-    Returns:
-        The path written.
+        check: Run :func:`check_onnx` at the second shape before writing.
+        atol: Largest accepted absolute difference of the logits for ``check``.
 
     Raises:
-        ModuleNotFoundError: ``onnx`` / ``onnxscript`` are missing (install ``rvoslib[export]``).
+        ExportUnsupportedError: see :func:`check_exportable` (before any work); a model whose
+            code fixes a dynamic size (named).
+        ValueError: ``check`` failed (the message gives the difference and the shape).
+        ModuleNotFoundError: ``onnx``, ``onnxscript`` or ``onnxruntime`` are missing.
     """
-    _require("onnx", "onnxscript")
+    check_exportable(model, "onnx")
+    _require("onnx", "onnxscript", *(["onnxruntime"] if check else []))
     inputs = inputs or example_inputs(model)
+    data = _onnx_bytes(model, inputs, opset)
+    if check:
+        check_onnx(model, data, inputs=second_shape_inputs(model, inputs), atol=atol)
+    return atomic_write_bytes(path, data)
+
+
+def _onnx_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int = 18) -> bytes:
+    """The serialised ONNX model (checked by ``onnx.checker``), nothing written."""
     program = _trace_program(model, inputs)
     program = program.run_decompositions(
         {torch.ops.aten.repeat_interleave.self_int: _repeat_interleave}
@@ -188,14 +276,19 @@ def export_onnx(
         input_names=list(INPUT_NAMES),
         output_names=["logits"],
         verbose=False,
+        optimize=False,
     )
     import onnx
 
-    proto = onnx_program.model_proto
+    proto = onnx_program.model_proto  # a copy: optimize() works in place
+    try:  # onnxscript's constant folding fails on some graphs (LoSH's SplitToSequence)
+        onnx_program.optimize()
+        proto = onnx_program.model_proto
+    except Exception:  # onnx_ir's PassError: keep the unoptimised graph, it computes the same
+        pass
     _name_dynamic_dims(proto)
-    atomic_write_bytes(path, proto.SerializeToString())
-    onnx.checker.check_model(str(path))
-    return Path(path)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
 
 
 def _name_dynamic_dims(proto: Any) -> None:
@@ -221,29 +314,17 @@ def _name_dynamic_dims(proto: Any) -> None:
 def export_torchscript(
     model: nn.Module, path: str | os.PathLike, *, inputs: tuple[torch.Tensor, ...] | None = None
 ) -> Path:
-    """Trace to TorchScript and save (``torch.jit.load(path)`` restores it).
-
-    Tracing fixes every dimension to the example input's ``(B, T, 3, H, W)`` and ``L``.
-
-    Args:
-        model: The model.
-        path: Output file (``.pt``).
-        inputs: Example ``(frames, text_ids, text_mask)``; default :func:`example_inputs`.
-    """
+    """Trace to TorchScript (every dimension fixed to ``inputs``') and save a ``.pt``
+    (``torch.jit.load(path)``); ``inputs`` as in :func:`export_onnx`."""
     import warnings
 
+    check_exportable(model, "torchscript")
     inputs = inputs or example_inputs(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(ExportableRVOS(model), inputs, check_trace=False, strict=False)
-        path = Path(path)
-        temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        try:
-            torch.jit.save(traced, str(temp))  # deprecated in favour of torch.export: silenced
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
-    return path
+        data = _saved_bytes(torch.jit.save, traced)  # deprecated for torch.export: silenced
+    return atomic_write_bytes(path, data)
 
 
 def export_model(
@@ -254,33 +335,25 @@ def export_model(
     inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> Path:
     """Export in one of :data:`EXPORT_FORMATS` (``"onnx"``, ``"torchscript"``, ``"export"``)."""
+    check_exportable(model, format)
     exporters = {"onnx": export_onnx, "torchscript": export_torchscript, "export": export_program}
-    if format not in exporters:
-        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     return exporters[format](model, path, inputs=inputs)
 
 
 def check_onnx(
     model: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike | bytes,
     *,
     inputs: tuple[torch.Tensor, ...] | None = None,
     atol: float = 1e-3,
 ) -> float:
-    """Run an exported ONNX model with onnxruntime and compare it with PyTorch (float32).
-
-    Args:
-        model: The PyTorch model that was exported.
-        path: The ``.onnx`` file.
-        inputs: ``(frames, text_ids, text_mask)``; default :func:`example_inputs` with shapes
-            different from the export's (``B=1, T=4, 80x112``), exercising dynamic dims.
-        atol: Largest accepted absolute difference of the logits.
-
-    Returns:
-        The maximum absolute difference of the logits.
+    """Run an ONNX model (a ``.onnx`` file or its bytes) with onnxruntime; return the largest
+    absolute difference of its logits from PyTorch's (float32). ``inputs`` default to
+    :func:`example_inputs` at ``B=1, T=4, 80x112``.
 
     Raises:
-        ValueError: the difference exceeds ``atol`` (the message gives it).
+        ValueError: onnxruntime fails, the logits' shape differs or the difference exceeds
+            ``atol``; the message gives the difference and the shape it was checked at.
         ModuleNotFoundError: onnxruntime is missing (install ``rvoslib[export]``).
     """
     _require("onnxruntime")
@@ -288,16 +361,29 @@ def check_onnx(
 
     if inputs is None:
         inputs = example_inputs(model, batch=1, num_frames=4, height=80, width=112, seed=1)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    what = "the exported ONNX model" if isinstance(path, bytes) else f"ONNX model {str(path)!r}"
+    shape = f"frames {tuple(inputs[0].shape)} and {tuple(inputs[1].shape[1:])} tokens"
+    source = path if isinstance(path, bytes) else str(path)
+    session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
     feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs)}
-    (onnx_logits,) = session.run(["logits"], feeds)
+    try:
+        (onnx_logits,) = session.run(["logits"], feeds)
+    except Exception as error:  # onnxruntime's own exception types
+        raise ValueError(
+            f"{what} fails in onnxruntime at {shape} (a size of the export's example may be "
+            f"baked in): {str(error).strip()}"
+        ) from None
     with torch.no_grad():
         torch_logits = ExportableRVOS(model)(*inputs).float()
-    difference = float((torch.from_numpy(onnx_logits) - torch_logits).abs().max())
+    onnx_logits = torch.from_numpy(onnx_logits)
+    if onnx_logits.shape != torch_logits.shape:
+        got, expected = tuple(onnx_logits.shape), tuple(torch_logits.shape)
+        raise ValueError(f"{what} returns logits {got} at {shape}, PyTorch {expected}")
+    difference = float((onnx_logits - torch_logits).abs().max())
     if not difference <= atol:
         raise ValueError(
-            f"ONNX model {str(path)!r} differs from PyTorch by {difference:.3g} "
-            f"(max abs logits), more than atol={atol}"
+            f"{what} differs from PyTorch by {difference:.3g} (largest abs difference of the "
+            f"logits) at {shape}, more than atol={atol}"
         )
     return difference
 

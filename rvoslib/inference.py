@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvoslib._video_decode import check_on_corrupt
 from rvoslib._windows import _check_clip, clip_windows, model_input_size
 from rvoslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rvoslib.video_io import VideoSource, open_video
@@ -102,6 +103,8 @@ class VideoPredictor:
         num_workers: Decoding threads for frame folders.
         decode_device: ``"cpu"`` (threads) or ``"cuda"`` (batched ``decode_jpeg`` on the GPU)
             for folders of JPEG frames.
+        on_corrupt: A truncated or corrupt frame in a frame folder: ``"error"`` (raise, naming
+            it) or ``"skip"`` (leave it out with a warning naming it).
 
     Example:
         >>> import rvoslib
@@ -125,8 +128,10 @@ class VideoPredictor:
         size_divisor: int = 32,
         num_workers: int = 4,
         decode_device: str | torch.device = "cpu",
+        on_corrupt: str = "error",
     ) -> None:
         _check_clip(clip_len, overlap)
+        self.on_corrupt = check_on_corrupt(on_corrupt)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
         kind = getattr(getattr(model, "inputs", None), "kind", "text")
@@ -159,6 +164,7 @@ class VideoPredictor:
             num_workers=self.num_workers,
             prefetch=max(self.clip_len, 8),
             decode_device=self.decode_device,
+            on_corrupt=self.on_corrupt,
         )
 
     def predict(
@@ -213,6 +219,10 @@ class VideoPredictor:
 
         Yields:
             One :class:`FramePrediction` per frame with ``masks (N, H, W)`` bool.
+
+        Raises:
+            ValueError: an empty expression, a video without frames, or a float frame with
+                NaN / inf values (its index named; ``model.allow_non_finite = True`` allows).
         """
         expressions = check_expressions(expressions)
         source = self.open(video)
@@ -226,6 +236,7 @@ class VideoPredictor:
         mean_logits: dict[int, torch.Tensor] = {}  # frame index -> (N, h, w) running mean
         counts: dict[int, int] = {}
         frames = iter(source)
+        allow = bool(getattr(self.model, "allow_non_finite", False))
         seen = 0
         done = False
 
@@ -236,6 +247,11 @@ class VideoPredictor:
                 if frame is None:
                     done = True
                     return
+                if frame.is_floating_point() and not allow and not bool(frame.isfinite().all()):
+                    raise ValueError(
+                        f"frame {seen} of video {source.name!r} holds NaN or infinite values; "
+                        "clean the video, or set model.allow_non_finite = True to run anyway"
+                    )
                 inputs[seen] = self._preprocess(frame, input_size)
                 if return_frames:
                     originals[seen] = _to_uint8(frame).cpu()

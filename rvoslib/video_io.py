@@ -5,7 +5,9 @@
 
 * a folder of ``*.jpg`` / ``*.jpeg`` / ``*.png`` frames (sorted by name) is decoded by a pool of
   threads (OpenCV's decoder releases the GIL) a few frames ahead of the consumer,
-  or in batches on the GPU with ``decode_device="cuda"`` (JPEG only);
+  or in batches on the GPU with ``decode_device="cuda"`` (JPEG only); every frame is checked
+  when the folder is opened, so a truncated or corrupt frame is an error naming it before any
+  inference (``on_corrupt="skip"``: left out with a warning naming it);
 * an ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv`` / ``.webm`` file is decoded with OpenCV (installed
   with ``albumentations``) in a background thread;
 * a tensor is sliced without copies.
@@ -29,10 +31,18 @@ import torch
 
 from rvoslib._checks import format_shape
 from rvoslib._io import ImageReadError
-from rvoslib._video_decode import background, decode_file, header_size, video_error
+from rvoslib._video_decode import (
+    ON_CORRUPT,
+    background,
+    check_on_corrupt,
+    complete_frames,
+    decode_file,
+    video_error,
+)
 
 __all__ = [
     "FRAME_EXTENSIONS",
+    "ON_CORRUPT",
     "VIDEO_EXTENSIONS",
     "FrameFolderSource",
     "ImageReadError",
@@ -114,8 +124,9 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
 class FrameFolderSource(VideoSource):
     """A folder of frame images decoded in parallel threads (or batched on the GPU).
 
-    All frame headers are read when the source is opened, so frames of different sizes fail
-    before any inference with an error naming the first odd frame.
+    All frames are checked when the source is opened (their headers, and that each file is
+    complete), so frames of different sizes and truncated or corrupt frames fail before any
+    inference with an error naming the first such frame.
 
     Args:
         folder: The folder.
@@ -124,10 +135,15 @@ class FrameFolderSource(VideoSource):
         decode_device: ``"cpu"`` or a CUDA device: JPEGs are then decoded in batches of
             ``prefetch`` frames with ``torchvision.io.decode_jpeg(..., device=...)`` and the
             frames are yielded on that device.
+        on_corrupt: ``"error"`` (default): a truncated or corrupt frame raises;
+            ``"skip"``: it is left out of :attr:`files` with a ``UserWarning`` naming it (the
+            video then has fewer frames).
 
     Raises:
         FileNotFoundError: the folder does not exist.
-        ImageReadError: no frame, an unreadable frame, or frames of different sizes.
+        ImageReadError: no (readable) frame, a truncated or corrupt frame (named, with
+            ``on_corrupt="error"``), or frames of different sizes.
+        ValueError: a bad ``num_workers``, ``prefetch`` or ``on_corrupt``.
     """
 
     def __init__(
@@ -137,24 +153,19 @@ class FrameFolderSource(VideoSource):
         num_workers: int = 4,
         prefetch: int = 16,
         decode_device: str | torch.device = "cpu",
+        on_corrupt: str = "error",
     ) -> None:
         if num_workers < 1 or prefetch < 1:
             raise ValueError(
                 f"num_workers and prefetch must be >= 1, got {num_workers}, {prefetch}"
             )
+        self.on_corrupt = check_on_corrupt(on_corrupt)
         self.folder = Path(folder)
-        self.files = list_frames(self.folder)
+        self.files, (self.height, self.width) = complete_frames(
+            self.folder, list_frames(self.folder), self.on_corrupt
+        )
         self.name = self.folder.name
         self.num_frames = len(self.files)
-        self.height, self.width = header_size(self.files[0])
-        for path in self.files[1:]:
-            size = header_size(path)
-            if size != (self.height, self.width):
-                raise video_error(
-                    self.folder,
-                    f"frame {path.name!r} is {size[1]}x{size[0]} but {self.files[0].name!r} is "
-                    f"{self.width}x{self.height}; all frames must have one size",
-                )
         self.num_workers, self.prefetch = int(num_workers), int(prefetch)
         self.decode_device = torch.device(decode_device)
 
@@ -306,6 +317,7 @@ def open_video(
     num_workers: int = 4,
     prefetch: int = 16,
     decode_device: str | torch.device = "cpu",
+    on_corrupt: str = "error",
 ) -> VideoSource:
     """Open a frame folder, a video file or a tensor as a :class:`VideoSource`.
 
@@ -315,16 +327,21 @@ def open_video(
         num_workers: Decoding threads for frame folders.
         prefetch: Frames decoded ahead of the consumer.
         decode_device: Where frame folders' JPEGs are decoded (``"cpu"`` or ``"cuda"``).
+        on_corrupt: What a frame folder does with a truncated or corrupt frame: ``"error"``
+            (raise, naming it) or ``"skip"`` (leave it out with a warning naming it).
 
     Raises:
         FileNotFoundError: the path does not exist (named).
-        ImageReadError: the path cannot be read as a video (named), e.g. an empty folder.
+        ImageReadError: the path cannot be read as a video (named), e.g. an empty folder or a
+            truncated frame.
+        ValueError: an unknown ``on_corrupt``.
 
     Example:
         >>> source = open_video(torch.zeros(5, 3, 32, 48, dtype=torch.uint8))
         >>> len(source), source.height, source.width
         (5, 32, 48)
     """
+    check_on_corrupt(on_corrupt)
     if isinstance(video, VideoSource):
         return video
     if isinstance(video, torch.Tensor):
@@ -334,7 +351,11 @@ def open_video(
     path = Path(video)
     if path.is_dir():
         return FrameFolderSource(
-            path, num_workers=num_workers, prefetch=prefetch, decode_device=decode_device
+            path,
+            num_workers=num_workers,
+            prefetch=prefetch,
+            decode_device=decode_device,
+            on_corrupt=on_corrupt,
         )
     if not path.exists():
         raise FileNotFoundError(f"video {str(path)!r} not found (expected a folder or a file)")
@@ -347,11 +368,13 @@ def open_video(
     return VideoFileSource(path, prefetch=prefetch)
 
 
-def read_video(video: str | os.PathLike | torch.Tensor | VideoSource) -> torch.Tensor:
-    """Read a whole (short) video into memory.
+def read_video(
+    video: str | os.PathLike | torch.Tensor | VideoSource, *, on_corrupt: str = "error"
+) -> torch.Tensor:
+    """Read a whole (short) video into memory (``on_corrupt``: see :func:`open_video`).
 
     Returns:
         ``(T, 3, H, W)`` frames (uint8 for files).
     """
-    source = open_video(video)
+    source = open_video(video, on_corrupt=on_corrupt)
     return torch.stack(list(source))

@@ -5,11 +5,15 @@ YouTube-VOS give them. Each object is segmented on its own by a VOS model
 (:meth:`VOSModel.predict` with ``first_mask``); the objects are merged into one id map per
 frame by score (each pixel takes the object with the highest probability, or the background
 when no probability reaches the threshold), which is what the official evaluations read.
+
+A binary mask whose object pixels are 255 (a greyscale 0/255 PNG, as DAVIS-style binary
+masks are stored) is read as object 1, with a ``UserWarning`` saying so.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +24,42 @@ from rvoslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rvoslib.inference import model_input_size
 from rvoslib.video_io import VideoSource, read_video
 
-__all__ = ["merge_objects", "read_first_mask", "segment_from_first_mask"]
+__all__ = ["binary_mask_ids", "merge_objects", "read_first_mask", "segment_from_first_mask"]
+
+
+def binary_mask_ids(ids: np.ndarray, source: str) -> np.ndarray:
+    """``ids``, or object 1 where a mask holds only the values 0 and 255 (a binary mask).
+
+    Args:
+        ids: ``(H, W)`` object ids.
+        source: What the mask is, for the warning (e.g. its path).
+
+    Returns:
+        ``(H, W)`` uint8 object ids.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     binary_mask_ids(np.array([[0, 255]], dtype=np.uint8), "mask").tolist()
+        [[0, 1]]
+    """
+    values = np.unique(ids)
+    if values.tolist() != [0, 255]:
+        return ids
+    warnings.warn(
+        f"{source} holds only the values 0 and 255: read as a binary mask, its 255 pixels as "
+        "object 1 (as DAVIS-style binary masks); give an indexed PNG with ids 1, 2, ... for "
+        "several objects",
+        UserWarning,
+        stacklevel=3,
+    )
+    return (np.asarray(ids) == 255).astype(np.uint8)
 
 
 def read_first_mask(path: str | os.PathLike) -> np.ndarray:
-    """The ``(H, W)`` uint8 object ids of an indexed PNG (0 = background).
+    """The ``(H, W)`` uint8 object ids of an indexed PNG (0 = background); a 0/255 mask is
+    read as object 1 with a warning (:func:`binary_mask_ids`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -35,7 +70,9 @@ def read_first_mask(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"first-frame mask {str(path)!r} not found")
-    ids = np.asarray(read_mask(path), dtype=np.uint8)
+    ids = binary_mask_ids(
+        np.asarray(read_mask(path), dtype=np.uint8), f"first-frame mask {str(path)!r}"
+    )
     if not ids.any():
         raise ValueError(
             f"first-frame mask {str(path)!r} holds no object (every pixel is 0): give an indexed "
@@ -77,6 +114,7 @@ def segment_from_first_mask(
     device: str | torch.device = "cpu",
     clip_len: int | None = None,
     threshold: float = 0.5,
+    on_corrupt: str = "error",
 ) -> torch.Tensor:
     """Segment every object of ``first_mask`` in every frame of ``video``.
 
@@ -85,11 +123,14 @@ def segment_from_first_mask(
             e.g. ``s2s-vgg16``.
         video: Frames (folder, video file, source or tensor; see
             :func:`rvoslib.video_io.open_video`).
-        first_mask: ``(H, W)`` object ids of the first frame, or the path of an indexed PNG.
+        first_mask: ``(H, W)`` object ids of the first frame, or the path of an indexed PNG
+            (a 0/255 mask is object 1, with a warning).
         size: Shorter side the frames are resized to before the model (``None``: as they are).
         device: Where the model runs.
         clip_len: Frames per forward pass (``None``: all; VOS models carry their state).
         threshold: Background below this probability.
+        on_corrupt: A truncated or corrupt frame in a frame folder: ``"error"`` (raise, naming
+            it) or ``"skip"`` (leave it out with a warning naming it).
 
     Returns:
         ``(T, H, W)`` uint8 object ids at the original size.
@@ -105,8 +146,11 @@ def segment_from_first_mask(
             f"(model.inputs.kind 'first_mask'); {type(model).__name__} takes {kind!r}: a "
             "referring model takes text (VideoPredictor, rvos predict --text)"
         )
-    ids = read_first_mask(first_mask) if not isinstance(first_mask, np.ndarray) else first_mask
-    frames = read_video(video)  # (T, 3, H, W) uint8
+    if isinstance(first_mask, np.ndarray):
+        ids = binary_mask_ids(first_mask, "the first-frame mask")
+    else:
+        ids = read_first_mask(first_mask)
+    frames = read_video(video, on_corrupt=on_corrupt)  # (T, 3, H, W) uint8
     height, width = frames.shape[-2:]
     if tuple(ids.shape) != (height, width):
         raise ValueError(

@@ -79,10 +79,11 @@ def test_a_failing_overwrite_puts_the_previous_run_back(finished_run, tmp_path) 
         (out / "history.jsonl").write_text("partial")
         raise Boom
     assert _snapshot(out) == before
-    with RunFolder(out, overwrite=True) as folder:  # once started, the old run goes
-        (out / "last").mkdir()
-        folder.started()
-        assert not (out / ".previous-run").exists()
+    with RunFolder(out, overwrite=True, notify=lambda _: None) as folder:
+        assert (out / "previous-run").is_dir()  # the old run, complete and visible
+        shutil.copytree(finished_run / "last", out / "last")
+        folder.started()  # the new run's first complete checkpoint: the old run goes
+        assert not (out / "previous-run").exists()
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path) -> None:

@@ -262,7 +262,10 @@ def test_folder_errors(osvos, tmp_path: Path) -> None:
         FileNotFoundError, match=r"annotation folder not found: .*Annotations_unsupervised"
     ):
         evaluate_davis_folder(predictions, root, annotations="Annotations_unsupervised")
-    with pytest.warns(UserWarning, match=r"Annotations_unsupervised/480p not found: scoring"):
+    with (
+        pytest.warns(UserWarning, match=r"Annotations_unsupervised/480p not found: scoring"),
+        pytest.raises(ValueError, match=r"has no anno_<k> folder .* protocol 'all' or"),
+    ):
         evaluate_davis_folder(predictions, root, "refer-davis", sequences=["blackswan"])
     (tmp_path / "blackswan").mkdir()
     with pytest.raises(FileNotFoundError, match=r"blackswan frame 00000 .* not found: .*00000.png"):

@@ -18,7 +18,11 @@ the frames' original size, thresholded, and scored there. Protocols:
 
 With ``--out``, predictions are written as the official tools read them (Ref-DAVIS17:
 anno_<k>/<video>/<frame>.png; otherwise <video>/<exp_id>/<frame>.png) with the official
-CSV tables. ``--predictions DIR`` scores such a folder with no checkpoint. Ref-YouTube-VOS
+CSV tables. ``--predictions DIR`` scores such a folder with no checkpoint and prints the scores;
+it writes nothing, and into ``DIR`` only when ``--out`` names it (``--out DIR``): the tables go
+where ``--out`` says, never beside the predictions by default. Video names, expression ids and
+frame names come from the dataset's files and are checked to be plain file names before any
+work; every file written lies inside ``--out``. Ref-YouTube-VOS
 (``--dataset ytvos``) writes the submission layout and zip; A2D-Sentences and JHMDB-Sentences
 report both mAP variants, P@K and the IoUs.
 """
@@ -85,7 +89,12 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     cli.add("--clip-len", type=int | None, default=None, help="frames per forward pass")
     cli.add("--threshold", type=float, default=0.5, help="probability threshold of the masks")
     cli.add("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
-    cli.add("--out", default=None, help="folder for the predictions and the tables")
+    cli.add(
+        "--out",
+        default=None,
+        help="folder for the predictions and the tables (without it nothing is written; with "
+        "--predictions DIR the tables go into DIR only with --out DIR)",
+    )
     cli.deprecate("--data", "--dataset")
     cli.deprecate("--split", "--val-split")
     cli.deprecate("--videos", "--val-videos")
@@ -210,11 +219,14 @@ def _mask_writer(args: Any) -> Any:
     """Write every prediction as ``<out>/<video>/<exp_id>/<frame>.png`` (0/255 at full size)."""
     if args.out is None:
         return None
+    from rvoslib._paths import confined_path
     from rvoslib.metrics import write_davis_masks
 
     def write(prediction: Any) -> None:
         item = prediction.item
-        folder = Path(args.out) / item["video_id"] / str(item["exp_id"])
+        folder = confined_path(
+            args.out, str(item["video_id"]), str(item["exp_id"]), source="rvos eval --out"
+        )
         write_davis_masks(prediction.masks.numpy().astype("uint8"), folder, item["frame_ids"])
 
     return write
@@ -244,11 +256,12 @@ def _refer_davis(
                 )
 
             _evaluate(model, dataset, collate, device, args, "refer-davis", add)
-        return _score_folder(out, args, config, "refer-davis", tables=args.out is not None)
+        return _score_folder(out, args, config, "refer-davis")
 
 
-def _score_folder(folder: Path, args: Any, config: Any, protocol: str, tables: bool = True) -> int:
-    """Score a folder in the official layout against the DAVIS root; write the CSV tables."""
+def _score_folder(folder: Path, args: Any, config: Any, protocol: str) -> int:
+    """Score a folder in the official layout against the DAVIS root; with ``--out``, write the
+    CSV tables and ``summary.json`` there (never into ``folder`` unless ``--out`` is it)."""
     from rvoslib.metrics import evaluate_davis_folder, write_official_tables
 
     if not Path(config.root).is_dir():
@@ -256,8 +269,8 @@ def _score_folder(folder: Path, args: Any, config: Any, protocol: str, tables: b
     if not folder.is_dir():
         raise FileNotFoundError(f"predictions folder {str(folder)!r} does not exist")
     result = evaluate_davis_folder(folder, config.root, protocol, split=config.val_split)
-    if tables:
-        write_official_tables(result, Path(args.out) if args.out else folder)
+    if args.out:
+        write_official_tables(result, Path(args.out))
     for sequence, j_value, f_value in result.per_sequence():
         print(json.dumps({"sequence": sequence, "J": j_value, "F": f_value}))
     summary = {"protocol": protocol, "ground_truth": str(result.ground_truth), **result.summary()}

@@ -1,7 +1,10 @@
 """``rvos export``: export a model folder to ONNX, TorchScript or a ``torch.export`` program.
 
 ONNX and ``export`` keep batch, frames, height, width and token length dynamic; TorchScript is
-traced at the example shape (``--frames --height --width``).
+traced at the example shape (``--frames --height --width``). A model that cannot be exported
+(a VOS model; an architecture whose code fixes a dimension) is refused before any work; with
+``--check`` the ONNX file is compared with PyTorch at a second shape and written only if it
+passes.
 """
 
 from __future__ import annotations
@@ -41,16 +44,47 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
 
 def run(args: Any) -> int:
     """Run ``rvos export``; returns the exit code."""
-    from rvoslib.export import check_onnx, example_inputs, export_model
+    from rvoslib._io import atomic_write_bytes
+    from rvoslib.export import (
+        _onnx_bytes,
+        _require,
+        check_exportable,
+        check_onnx,
+        example_inputs,
+        export_model,
+        second_shape_inputs,
+    )
     from rvoslib.models import SegmentationModel
 
     if args.check and args.format != "onnx":
         raise ValueError(f"--check compares ONNX with onnxruntime; --format is {args.format!r}")
+    for name in ("frames", "height", "width"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.atol >= 0:
+        raise ValueError(f"--atol must be >= 0, got {args.atol}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out must be a file, got the folder {str(out)!r}")
+    if args.format == "onnx":
+        try:
+            _require("onnx", "onnxscript", *(["onnxruntime"] if args.check else []))
+        except ModuleNotFoundError as error:  # before the model is loaded
+            raise ValueError(f"--format onnx{' --check' * args.check}: {error}") from None
     model = SegmentationModel.from_pretrained(args.checkpoint).eval()
+    check_exportable(model, args.format)
     inputs = example_inputs(model, num_frames=args.frames, height=args.height, width=args.width)
-    path = export_model(model, Path(args.out), args.format, inputs=inputs)
+    if args.check:  # the file is written only once the check at a second shape passed
+        data = _onnx_bytes(model, inputs)
+        second = second_shape_inputs(model, inputs)
+        difference = check_onnx(model, data, inputs=second, atol=args.atol)
+        path = atomic_write_bytes(out, data)
+        print(f"exported onnx to {path}", file=sys.stderr)
+        print(
+            f"onnxruntime vs PyTorch at frames {tuple(second[0].shape)}: max abs difference "
+            f"of logits = {difference:.3g}"
+        )
+        return 0
+    path = export_model(model, out, args.format, inputs=inputs)
     print(f"exported {args.format} to {path}", file=sys.stderr)
-    if args.check:
-        difference = check_onnx(model, path, atol=args.atol)
-        print(f"onnxruntime vs PyTorch: max abs difference of logits = {difference:.3g}")
     return 0

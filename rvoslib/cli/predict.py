@@ -74,6 +74,12 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     cli.add("--threshold", type=float, default=0.5, help="probability threshold of the masks")
     cli.add("--workers", type=int, default=4, help="decoding and writing threads")
     cli.add(
+        "--skip-corrupt-frames",
+        action="store_true",
+        help="leave truncated or corrupt frames of a frame folder out, with a warning naming "
+        "each (default: such a frame is an error naming it)",
+    )
+    cli.add(
         "--fps",
         type=float | None,
         default=None,
@@ -178,6 +184,7 @@ def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, 
         size=args.size,
         threshold=args.threshold,
         num_workers=args.workers,
+        on_corrupt=_on_corrupt(args),
     )
     source = predictor.open(args.video)
     names = [p.stem for p in source.files] if isinstance(source, FrameFolderSource) else None
@@ -221,7 +228,7 @@ def _predict_mask(model, device, folder: Path, args) -> tuple[int, dict]:
     from rvoslib.vos_inference import read_first_mask, segment_from_first_mask
 
     first = read_first_mask(args.mask)
-    source = open_video(args.video)
+    source = open_video(args.video, on_corrupt=_on_corrupt(args))
     names = [p.stem for p in source.files] if isinstance(source, FrameFolderSource) else None
     ids = segment_from_first_mask(
         model, source, first, size=args.size, device=device, threshold=args.threshold
@@ -231,7 +238,7 @@ def _predict_mask(model, device, folder: Path, args) -> tuple[int, dict]:
     if args.overlay:
         fps = args.fps or source.fps or 10.0
         animation = AnimationWriter(folder / f"overlay.{args.overlay_format}", fps=fps)
-    frames = iter(open_video(args.video)) if args.overlay else None
+    frames = iter(source) if args.overlay else None
     for index, id_map in enumerate(ids):
         name = names[index] if names else f"{index:05d}"
         writer.write(folder / "masks" / f"{name}.png", _png_bytes, id_map, "davis")
@@ -253,6 +260,11 @@ def _predict_mask(model, device, folder: Path, args) -> tuple[int, dict]:
         "width": int(ids.shape[2]),
     }
     return len(ids), index
+
+
+def _on_corrupt(args: Any) -> str:
+    """``on_corrupt`` of the frame readers: ``"skip"`` with ``--skip-corrupt-frames``."""
+    return "skip" if getattr(args, "skip_corrupt_frames", False) else "error"
 
 
 def _rgb_png(image: np.ndarray) -> bytes:

@@ -116,9 +116,10 @@ def run(args: Any) -> int:
     """Train, validate, and write checkpoints, history, metrics and overlays.
 
     Every argument, path and range is checked, and the data and model are built, before the
-    output folder is touched; ``--overwrite`` moves the previous run aside and deletes it only
-    once the new run has saved its first checkpoint. Exit code 0, or 3 when steps were skipped
-    for non-finite losses or gradients (counted in ``metrics.json``).
+    output folder is touched; ``--overwrite`` moves the previous run to ``OUT/previous-run``
+    and deletes it only once the new run has saved its first complete checkpoint;
+    ``--restore-previous`` puts it back (and trains nothing). Exit code 0, or 3 when steps were
+    skipped for non-finite losses or gradients (counted in ``metrics.json``).
     """
     import contextlib
 
@@ -135,14 +136,25 @@ def run(args: Any) -> int:
     import torch
 
     from rvoslib.data import build_datasets
-    from rvoslib.training import LambdaCallback, Trainer, init_distributed
+    from rvoslib.training import AUTO_RESUME, LambdaCallback, Trainer, init_distributed
     from rvoslib.training.run_folder import RunFolder
 
     trainer_config, data_config = recipe.trainer, recipe.data
     if not trainer_config.output_dir:
         raise ValueError("--output-dir is required")
     out = Path(trainer_config.output_dir)
-    folder = RunFolder(out, resume=recipe.run.resume, overwrite=recipe.run.overwrite)
+    run_options = recipe.run
+    if run_options.auto_resume and (
+        run_options.resume or run_options.overwrite or run_options.restore_previous
+    ):
+        raise ValueError("--auto-resume excludes --resume, --overwrite and --restore-previous")
+    if recipe.run.restore_previous:
+        if recipe.run.resume or recipe.run.overwrite:
+            raise ValueError("--restore-previous excludes --resume and --overwrite")
+        RunFolder(out).restore_previous()
+        return 0
+    resume, overwrite = _resume_or_start(recipe.run, out)
+    folder = RunFolder(out, resume=resume, overwrite=overwrite)
     folder.check()
     context = init_distributed(trainer_config.device)
     train_data, val_data = build_datasets(data_config, seed=trainer_config.seed)
@@ -161,7 +173,7 @@ def run(args: Any) -> int:
             train_data,
             val_data,
             trainer_config,
-            resume=out / "last" if recipe.run.resume else None,
+            resume=AUTO_RESUME if recipe.run.auto_resume else (out / "last" if resume else None),
             context=context,
             run_info={"data": data_config.to_dict()},
             callbacks=[LambdaCallback(on_epoch_end=lambda *_: folder.started())],
@@ -172,6 +184,25 @@ def run(args: Any) -> int:
     if context.is_distributed:
         torch.distributed.destroy_process_group()
     return 3 if trainer.nonfinite_steps else 0
+
+
+def _resume_or_start(run: Any, out: Path) -> tuple[bool, bool]:
+    """``(resume, overwrite)`` for the run folder: the options themselves, or with
+    ``--auto-resume`` whether ``out/last`` holds a checkpoint to continue from (a folder that
+    holds only the ``recipe.yaml`` of a run killed before its first checkpoint is started
+    again, its recipe kept aside until the new run's first checkpoint)."""
+    if not run.auto_resume:
+        return run.resume, run.overwrite
+    import os
+
+    from rvoslib._io import recover_directory
+    from rvoslib.training.run_folder import RunFolder
+
+    if os.environ.get("RANK", "0") == "0":  # a save interrupted by the kill is put back
+        recover_directory(out / "last")
+    if (out / "last").is_dir() or any(out.glob(".last.*.old")):
+        return True, False
+    return False, RunFolder(out).existing() == ["recipe.yaml"]
 
 
 def check_fit(

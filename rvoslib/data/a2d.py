@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rvoslib._paths import check_path_component
 from rvoslib.data.frame_query import AnnotatedFrameDataset, FrameQueryRecord, Transform
 from rvoslib.data.io import ImageReadError
 
@@ -213,9 +214,10 @@ class A2DSentencesDataset(AnnotatedFrameDataset):
 
     Raises:
         FileNotFoundError: a missing root, annotation file, annotation folder or mp4.
-        ValueError: malformed csv rows, unreadable ``.h5`` files, an instance absent from its
-            frame's ``.h5`` when the item is loaded, or (``on_missing_instance="raise"``) from
-            every frame of its video.
+        ValueError: malformed csv rows, a video id in ``videoset.csv`` that is not a plain
+            file name (``..``, a separator, absolute, empty, NUL), unreadable ``.h5`` files,
+            an instance absent from its frame's ``.h5`` when the item is loaded, or
+            (``on_missing_instance="raise"``) from every frame of its video.
 
     Example:
         >>> dataset = A2DSentencesDataset("a2d_sentences", split="test")  # doctest: +SKIP
@@ -317,7 +319,7 @@ class A2DSentencesDataset(AnnotatedFrameDataset):
                     f"{path}, line {line}: split column must be 0 or 1, got {row[8]!r}"
                 ) from None
             if subset == code:
-                videos.add(row[0].strip())
+                videos.add(check_path_component(row[0].strip(), "video id", f"{path}, line {line}"))
         missed_path = self.root / "text_annotations" / "a2d_missed_videos.txt"
         if not missed_path.is_file():
             raise FileNotFoundError(f"missed-video list not found: {missed_path}\n{A2D_LAYOUT}")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -94,12 +95,16 @@ class RVOSCollator:
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenize ``texts``: ``text_ids`` ``(B, L)`` long and ``text_mask`` ``(B, L)`` bool.
 
+        The texts are normalised to Unicode NFC first, so that the composed and decomposed
+        forms of a word (``"caf\u00e9"``, ``"cafe\u0301"``) get the same ids.
+
         Raises:
             ValueError: an empty expression (named by its position in the batch).
         """
         for index, text in enumerate(texts):
             if not text.strip():
                 raise ValueError(f"expression {index} of the batch is empty: {text!r}")
+        texts = [unicodedata.normalize("NFC", text) for text in texts]
         tokenizer = self.tokenizer
         if _is_hf_tokenizer(tokenizer):
             out = tokenizer(

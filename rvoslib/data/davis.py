@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rvoslib._paths import check_path_component
 from rvoslib.data.base import RecordDataset
 from rvoslib.data.expressions import (
     REFDAVIS_KINDS,
@@ -250,7 +251,9 @@ class RefDAVISDataset(ExpressionClipDataset):
         FileNotFoundError: a missing root, split file, video folder or expression file.
         ValueError: frames and annotations that disagree in count or size, an expression
             naming an object absent from its video's annotations, an empty expression, an
-            unknown ``annotations`` folder or an undecodable text file.
+            unknown ``annotations`` folder, an undecodable text file, or a video name,
+            expression id or frame name (split file, expression files) that is not a plain
+            file name (``..``, a separator, absolute, empty, NUL; the file and entry named).
 
     Example:
         >>> dataset = RefDAVISDataset("DAVIS", split="val", num_frames=8)  # doctest: +SKIP
@@ -289,6 +292,8 @@ class RefDAVISDataset(ExpressionClipDataset):
         if not split_file.is_file():
             raise FileNotFoundError(f"split file not found: {split_file}\n{DAVIS_LAYOUT}")
         videos = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        for video_id in videos:
+            check_path_component(video_id, "video name", split_file)
         in_split = set(videos)
         records, self.text = _resolve_expressions(self.root, expressions, encoding)
         by_video: dict[str, list[ExpressionRecord]] = {}

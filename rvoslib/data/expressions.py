@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rvoslib._paths import check_object_id, check_path_component
+
 __all__ = [
     "REFDAVIS_KINDS",
     "REFDAVIS_TEXT_FOLDER",
@@ -146,6 +148,7 @@ def _parse_lines(path: Path, text: str) -> list[tuple[str, str, str]]:
                 f"{path}:{number}: expected '<video> <obj_id> \"<expression>\"', got {line!r}"
             )
         video_id, obj_text, text_part = match.groups()
+        check_path_component(video_id, "video name", f"{path}:{number}")
         text_part = " ".join(text_part.split())  # one space between words, as ReferFormer
         if len(text_part) >= 2 and text_part[0] == text_part[-1] and text_part[0] in "\"'":
             text_part = text_part[1:-1]
@@ -215,8 +218,9 @@ def load_refdavis_text(
         A :class:`RefDAVISText`.
 
     Raises:
-        ValueError: an unknown kind, a malformed line, an empty expression or a file not
-            decodable in ``encoding``.
+        ValueError: an unknown kind, a malformed line, an empty expression, a video name that
+            is not a plain file name (``file:line`` named) or a file not decodable in
+            ``encoding``.
         FileNotFoundError: a file is missing (the folders searched are named).
 
     Example:
@@ -292,8 +296,9 @@ def parse_refdavis_text(
 
     Raises:
         FileNotFoundError: a file does not exist.
-        ValueError: a line that does not match the format, an empty expression, or a file not
-            decodable in ``encoding``.
+        ValueError: a line that does not match the format, an empty expression, a video name
+            that is not a plain file name (``file:line`` named), or a file not decodable in
+            ``encoding``.
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     records: list[ExpressionRecord] = []
@@ -333,7 +338,10 @@ def load_meta_expressions(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: malformed JSON, a missing ``obj_id`` or an empty expression.
+        ValueError: malformed JSON, a missing ``obj_id`` or an empty expression; a video
+            name, expression id or frame name that is not a plain file name (``..``, a
+            separator, absolute, empty, NUL), or a non-integer ``obj_id`` (checked for every
+            entry before any is used; the file and the entry are named).
     """
     path = Path(path)
     if not path.is_file():
@@ -344,6 +352,7 @@ def load_meta_expressions(
         raise ValueError(f"cannot parse {path} as JSON: {error}") from error
     if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
         raise ValueError(f'{path} must hold {{"videos": {{video_id: {{"expressions": ...}}}}}}')
+    _check_names(meta["videos"], path)
     records: list[ExpressionRecord] = []
     frames: dict[str, list[str]] = {}
     for video_id, video in meta["videos"].items():
@@ -358,3 +367,33 @@ def load_meta_expressions(
             text = _check_expression(entry.get("exp"), video_id, obj_id, path)
             records.append(ExpressionRecord(video_id, str(exp_id), obj_id, text))
     return records, frames
+
+
+def _check_names(videos: dict, path: Path) -> None:
+    """Check every name of a ``meta_expressions.json`` before any is used: video names,
+    expression ids and frame names are plain file names, object ids integers."""
+    for video_id, video in videos.items():
+        check_path_component(video_id, "video name", path)
+        if not isinstance(video, dict) or not isinstance(video.get("expressions", {}), dict):
+            raise ValueError(
+                f'{path}: video {video_id!r} must hold {{"expressions": {{exp_id: {{"exp": '
+                f'..., "obj_id": ...}}}}, "frames": [...]}}, got {type(video).__name__}'
+            )
+        if not isinstance(video.get("frames", []), list):
+            raise ValueError(
+                f"{path}: 'frames' of video {video_id!r} must be a list of frame names, got "
+                f"{type(video['frames']).__name__}"
+            )
+        for frame in video.get("frames", []):
+            check_path_component(str(frame), f"frame name of video {video_id!r}", path)
+        for exp_id, entry in video.get("expressions", {}).items():
+            what = f"expression id of video {video_id!r}"
+            check_path_component(str(exp_id), what, path)
+            if not isinstance(entry, dict):
+                raise ValueError(
+                    f"{path}: expression {exp_id!r} of video {video_id!r} must be "
+                    f'{{"exp": ..., "obj_id": ...}}, got {type(entry).__name__}'
+                )
+            if entry.get("obj_id") is not None:
+                what = f"object id of expression {exp_id!r} of video {video_id!r}"
+                check_object_id(entry["obj_id"], what, path)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rvoslib._paths import check_path_component
 from rvoslib.data.a2d import window_indices
 from rvoslib.data.frame_query import AnnotatedFrameDataset, FrameQueryRecord, Transform
 from rvoslib.data.io import read_frame
@@ -93,7 +94,8 @@ class JHMDBSentencesDataset(AnnotatedFrameDataset):
 
     Raises:
         FileNotFoundError: a missing root, annotation file, frame folder or mask file.
-        ValueError: malformed rows, an empty expression, a ``samples_file`` entry naming an
+        ValueError: malformed rows, an empty expression, a video id that is not a plain file
+            name (``..``, a separator, absolute, empty, NUL), a ``samples_file`` entry naming an
             unknown video or expression or a frame without a mask, or unreadable masks.
 
     Example:
@@ -158,7 +160,8 @@ class JHMDBSentencesDataset(AnnotatedFrameDataset):
             expression = self.clean(row[1])
             if not expression:
                 raise ValueError(f"{path}, line {line}: empty expression for video {row[0]!r}")
-            annotations.append((str(line - 2), row[0].strip(), expression))
+            video_id = check_path_component(row[0].strip(), "video id", f"{path}, line {line}")
+            annotations.append((str(line - 2), video_id, expression))
         return annotations
 
     def _locate(self, videos: set[str]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rvoslib._paths import check_path_component
 from rvoslib.data.base import RecordDataset
 from rvoslib.data.io import list_images, read_clip
 from rvoslib.data.transforms import to_tensors
@@ -68,8 +69,9 @@ def load_youtube_vos_meta(path: str | os.PathLike) -> dict[str, dict[int, dict[s
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: malformed JSON or layout, a non-integer object id, or an object listing
-            no annotated frame.
+        ValueError: malformed JSON or layout, a non-integer object id, an object listing
+            no annotated frame, or a video name or frame name that is not a plain file name
+            (``..``, a separator, absolute, empty, NUL; the file and the entry are named).
 
     Example:
         >>> import json, tempfile
@@ -90,6 +92,7 @@ def load_youtube_vos_meta(path: str | os.PathLike) -> dict[str, dict[int, dict[s
         raise ValueError(f'{path} must hold {{"videos": {{video_id: {{"objects": ...}}}}}}')
     videos: dict[str, dict[int, dict[str, Any]]] = {}
     for video_id, video in meta["videos"].items():
+        check_path_component(video_id, "video name", path)
         objects = video.get("objects") if isinstance(video, dict) else None
         if not isinstance(objects, dict):
             raise ValueError(f"{path}: video {video_id!r} has no 'objects' mapping")
@@ -107,6 +110,14 @@ def load_youtube_vos_meta(path: str | os.PathLike) -> dict[str, dict[int, dict[s
                     f"{path}: object {obj_id} of video {video_id!r} lists no annotated frame "
                     f"(its 'frames' is {frames!r}); every object needs at least its first frame"
                 )
+            if not isinstance(frames, list):
+                raise ValueError(
+                    f"{path}: 'frames' of object {obj_id} of video {video_id!r} must be a list "
+                    f"of frame names, got {type(frames).__name__}"
+                )
+            for frame in frames:
+                what = f"frame name of object {obj_id} of video {video_id!r}"
+                check_path_component(str(frame), what, path)
             videos[video_id][obj_id] = {
                 "category": entry.get("category"),
                 "frames": sorted(str(frame) for frame in frames),

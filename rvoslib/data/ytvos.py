@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from rvoslib._paths import check_object_id, check_path_component
 from rvoslib.data.davis import ClipRecord, ExpressionClipDataset, Transform
 from rvoslib.data.expressions import load_meta_expressions
 from rvoslib.data.io import IMAGE_EXTENSIONS
@@ -62,7 +63,9 @@ class RefYouTubeVOSDataset(ExpressionClipDataset):
         ValueError: an annotation without a frame, a video without annotations, an
             expression naming an object absent from the annotations (checked from
             ``<split>/meta.json`` at construction, else from the PNGs when the item is loaded),
-            or an empty expression.
+            an empty expression, or a video name, expression id or frame name (in
+            ``meta_expressions.json`` or ``meta.json``) that is not a plain file name (``..``,
+            a separator, absolute, empty, NUL; the file and the entry are named).
     """
 
     def __init__(
@@ -131,10 +134,17 @@ class RefYouTubeVOSDataset(ExpressionClipDataset):
             meta = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ValueError(f"cannot parse {path} as JSON: {error}") from error
-        return {
-            video_id: {int(obj_id) for obj_id in video.get("objects", {})}
-            for video_id, video in meta.get("videos", {}).items()
-        }
+        if not isinstance(meta, dict) or not isinstance(meta.get("videos", {}), dict):
+            raise ValueError(f'{path} must hold {{"videos": {{video_id: {{"objects": ...}}}}}}')
+        objects: dict[str, set[int]] = {}
+        for video_id, video in meta.get("videos", {}).items():
+            check_path_component(video_id, "video name", path)
+            listed = video.get("objects", {}) if isinstance(video, dict) else None
+            if not isinstance(listed, dict):
+                raise ValueError(f"{path}: video {video_id!r} has no 'objects' mapping")
+            what = f"object id of video {video_id!r}"
+            objects[video_id] = {check_object_id(obj_id, what, path) for obj_id in listed}
+        return objects
 
     def _video_files(self, video_id: str, listed: list[str], has_masks: bool) -> tuple:
         frame_dir = self.root / self.split / "JPEGImages" / video_id

@@ -28,7 +28,6 @@ are written and read by :mod:`rvoslib.metrics.tables`.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ import torch
 from PIL import Image
 
 from rvoslib._io import ImageReadError
+from rvoslib._paths import check_path_component
 from rvoslib.metrics.davis import boundary_f_measure, region_similarity
+from rvoslib.metrics.refer_davis import _ANNOTATOR_FOLDER, annotator_folders
 from rvoslib.metrics.statistics import protocol_frames, summarize_frames
 
 __all__ = [
@@ -56,7 +57,6 @@ EVAL_PROTOCOLS = ("all", "semi-supervised", "refer-davis")
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 MAX_PROPOSALS = 20  # the official unsupervised evaluation refuses more predicted ids
 _VOID = 255
-_ANNOTATOR_FOLDER = re.compile(r"^anno_\d+$")
 _STAT_KEYS = ("JF", "J", "J_recall", "J_decay", "F", "F_recall", "F_decay")
 
 
@@ -374,12 +374,16 @@ def evaluate_davis_folder(
         if not split_file.is_file():
             raise FileNotFoundError(f"split file not found: {split_file}")
         sequences = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        for name in sequences:  # names read from a file never leave the folders
+            check_path_component(name, "video name", split_file)
     sequences = list(sequences)
     gt_folder = _annotation_folder(root, protocol, resolution, annotations)
     annotators = sorted(
         (p for p in predictions.iterdir() if p.is_dir() and _ANNOTATOR_FOLDER.match(p.name)),
         key=lambda p: int(p.name[5:]),
     )
+    if protocol == "refer-davis":
+        annotators = annotator_folders(predictions)  # a folder without anno_<k> is refused
     if not annotators:
         return _score_folder(predictions, gt_folder, sequences, protocol, split, device)
     results = {

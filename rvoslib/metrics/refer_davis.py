@@ -18,19 +18,55 @@ numbering (:func:`rvoslib.data.expressions.load_refdavis_text`), ``k = int(exp_i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rvoslib._io import atomic_write_bytes
+from rvoslib._paths import check_path_component, confined_path
 from rvoslib.metrics.davis import MaskLike
 from rvoslib.metrics.writers import _frame_names, _frames, as_probabilities, indexed_png_bytes
 
-__all__ = ["BACKGROUND_SCORE", "NUM_REFDAVIS_ANNOTATORS", "RefDAVISWriter", "refdavis_annotator"]
+__all__ = [
+    "BACKGROUND_SCORE",
+    "NUM_REFDAVIS_ANNOTATORS",
+    "RefDAVISWriter",
+    "annotator_folders",
+    "refdavis_annotator",
+]
 
 NUM_REFDAVIS_ANNOTATORS = 4
 BACKGROUND_SCORE = 0.1  # ReferFormer's constant background channel
+_ANNOTATOR_FOLDER = re.compile(r"^anno_\d+$")
+
+
+def annotator_folders(predictions: str | os.PathLike) -> list[Path]:
+    """The ``anno_<k>`` folders of a Ref-DAVIS17 predictions folder, by ``k``: what the
+    ``refer-davis`` protocol scores (each annotator / expression kind on its own).
+
+    Raises:
+        FileNotFoundError: ``predictions`` is not a folder.
+        ValueError: it holds no ``anno_<k>`` folder (names the folder, the expected layout
+            and a few of the entries found).
+    """
+    folder = Path(predictions)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"predictions folder {str(folder)!r} not found")
+    entries = sorted(path.name for path in folder.iterdir())
+    found = [folder / name for name in entries if _ANNOTATOR_FOLDER.match(name)]
+    found = [path for path in found if path.is_dir()]
+    if not found:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "") or "nothing"
+        raise ValueError(
+            f"predictions folder {str(folder)!r} has no anno_<k> folder (it holds {shown}): "
+            "the refer-davis protocol scores each Ref-DAVIS17 annotator / expression kind on "
+            "its own and needs <predictions>/anno_<k>/<video>/<frame>.png (k = 0..3, as "
+            "RefDAVISWriter writes them); score a <video>/<frame>.png folder with protocol "
+            "'all' or 'semi-supervised'"
+        )
+    return sorted(found, key=lambda path: int(path.name[5:]))
 
 
 def refdavis_annotator(exp_id: str | int) -> int:
@@ -117,6 +153,7 @@ class RefDAVISWriter:
                 the video's other frames, a frame count that differs from ``frame_ids``, or a
                 frame given twice for one expression.
         """
+        check_path_component(str(video_id), "video id", "RefDAVISWriter.add")
         if isinstance(obj_id, bool) or not 1 <= int(obj_id) <= 255 or int(obj_id) != obj_id:
             raise ValueError(f"obj_id must be an integer object id in 1..255, got {obj_id!r}")
         frames = _frames(masks, "masks")
@@ -156,11 +193,18 @@ class RefDAVISWriter:
             The written paths.
         """
         keys = [key for key in self._merged if video_id is None or key[0] == video_id]
+        targets = {  # every target checked before the first file is written
+            (video, k, name): confined_path(
+                self.out_dir, f"anno_{k}", video, f"{name}.png", source="RefDAVISWriter"
+            )
+            for video, k in keys
+            for name in self._merged[(video, k)]
+        }
         paths = []
         for video, k in keys:
-            folder = self.out_dir / f"anno_{k}" / video
             for name, (_, ids) in sorted(self._merged.pop((video, k)).items()):
-                paths.append(atomic_write_bytes(folder / f"{name}.png", indexed_png_bytes(ids)))
+                target = targets[(video, k, name)]
+                paths.append(atomic_write_bytes(target, indexed_png_bytes(ids)))
         for video in {key[0] for key in keys}:
             self._seen.pop(video, None)
             self._sizes.pop(video, None)

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from rvoslib._io import atomic_write_text
+from rvoslib._paths import confined_path
 from rvoslib.metrics.official import GLOBAL_COLUMNS, DAVISFolderResult
 
 __all__ = ["PER_SEQUENCE_COLUMNS", "read_official_tables", "write_official_tables"]
@@ -63,23 +64,45 @@ def write_official_tables(
         The written paths.
 
     Raises:
-        ValueError: ``float_format`` is not a ``%`` float format.
+        ValueError: ``float_format`` is not a ``%`` float format, or a split or annotator
+            folder name that would put a table outside ``out_dir`` (``..``, a separator...);
+            checked before any table is written.
     """
     try:
         float_format % 0.5
     except (TypeError, ValueError) as error:
         raise ValueError(f"float_format must be like '%.3f', got {float_format!r}") from error
     out_dir = Path(out_dir)
-    paths = []
+    targets = _table_paths(result, out_dir)  # every target checked before the first write
+    return _write_tables(result, targets, float_format)
+
+
+def _table_paths(result: DAVISFolderResult, out_dir: Path) -> dict[int, tuple[Path, Path]]:
+    """``id(result part) -> (global table, per-sequence table)``, each confined to
+    ``out_dir`` (the annotators' under ``out_dir/<anno_k>``)."""
+    source = "write_official_tables"
+    paths = {}
     for name, part in result.annotators.items():
-        paths += write_official_tables(part, out_dir / name, float_format)
+        paths.update(_table_paths(part, confined_path(out_dir, name, source=source)))
+    paths[id(result)] = (
+        confined_path(out_dir, f"global_results-{result.split}.csv", source=source),
+        confined_path(out_dir, f"per-sequence_results-{result.split}.csv", source=source),
+    )
+    return paths
+
+
+def _write_tables(
+    result: DAVISFolderResult, targets: dict[int, tuple[Path, Path]], float_format: str
+) -> list[Path]:
+    paths = []
+    for part in result.annotators.values():
+        paths += _write_tables(part, targets, float_format)
     means = result.global_means()
     global_text = _csv(GLOBAL_COLUMNS, [tuple(means[c] for c in GLOBAL_COLUMNS)], float_format)
     sequence_text = _csv(PER_SEQUENCE_COLUMNS, result.per_sequence(), float_format)
-    paths.append(atomic_write_text(out_dir / f"global_results-{result.split}.csv", global_text))
-    paths.append(
-        atomic_write_text(out_dir / f"per-sequence_results-{result.split}.csv", sequence_text)
-    )
+    global_path, sequence_path = targets[id(result)]
+    paths.append(atomic_write_text(global_path, global_text))
+    paths.append(atomic_write_text(sequence_path, sequence_text))
     return paths
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 from rvoslib._checks import format_shape
 from rvoslib._io import atomic_write_bytes
 from rvoslib._palette import davis_palette
+from rvoslib._paths import check_path_component, confined_path
 from rvoslib.metrics.davis import MaskLike
 
 __all__ = [
@@ -53,7 +54,10 @@ def _frames(masks: MaskLike, name: str) -> np.ndarray:
     return masks
 
 
-def _frame_names(frame_names: Sequence[str] | None, num_frames: int) -> list[str]:
+def _frame_names(
+    frame_names: Sequence[str] | None, num_frames: int, source: str = "frame_names"
+) -> list[str]:
+    """The T frame names (default ``00000``...), each checked to be a plain file name."""
     if frame_names is None:
         return [f"{index:05d}" for index in range(num_frames)]
     names = [str(name) for name in frame_names]
@@ -61,6 +65,8 @@ def _frame_names(frame_names: Sequence[str] | None, num_frames: int) -> list[str
         raise ValueError(
             f"frame_names must have one name per frame ({num_frames}), got {len(names)}"
         )
+    for name in names:
+        check_path_component(name, "frame name", source)
     return names
 
 
@@ -160,7 +166,10 @@ def write_davis_masks(
         The written paths.
 
     Raises:
-        ValueError: wrong rank, ids outside 0..255, or a frame name count that differs from T.
+        ValueError: wrong rank, ids outside 0..255, a frame name count that differs from T, or
+            a frame name that is not a plain file name (``..``, a separator, absolute, empty,
+            NUL) or whose file would resolve outside ``out_dir``; checked before any file is
+            written.
     """
     frames = _frames(masks, "masks")
     if frames.size and (frames.min() < 0 or frames.max() > 255):
@@ -172,10 +181,11 @@ def write_davis_masks(
             "masks must hold integer object ids, got fractional float values; threshold "
             "probabilities first (or use write_ytvos_masks / RefDAVISWriter, which do)"
         )
-    names = _frame_names(frame_names, len(frames))
+    names = _frame_names(frame_names, len(frames), "write_davis_masks")
+    targets = [confined_path(out_dir, f"{name}.png", source="write_davis_masks") for name in names]
     return [
-        atomic_write_bytes(Path(out_dir) / f"{name}.png", indexed_png_bytes(frame))
-        for frame, name in zip(frames, names)
+        atomic_write_bytes(target, indexed_png_bytes(frame))
+        for frame, target in zip(frames, targets)
     ]
 
 
@@ -206,18 +216,28 @@ def write_ytvos_masks(
 
     Raises:
         ValueError: floats outside [0, 1], non-binary integers, a bad threshold, wrong rank,
-            or a frame name count that differs from T.
+            a frame name count that differs from T, or a video id, expression id or frame
+            name that is not a plain file name (``..``, a separator, absolute, empty, NUL) or
+            whose file would resolve outside ``root``; checked before any file is written.
     """
     if not 0 <= threshold < 1:
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    check_path_component(str(video_id), "video id", "write_ytvos_masks")
+    check_path_component(str(exp_id), "expression id", "write_ytvos_masks")
     frames = _frames(masks, "masks")
-    names = _frame_names(frame_names, len(frames))
+    names = _frame_names(frame_names, len(frames), "write_ytvos_masks")
     foreground = binarize_masks(frames, threshold)
-    folder = Path(root) / "Annotations" / str(video_id) / str(exp_id)
+    targets = [
+        confined_path(
+            root, "Annotations", str(video_id), str(exp_id), f"{name}.png",
+            source="write_ytvos_masks",
+        )
+        for name in names
+    ]  # fmt: skip
     paths = []
-    for frame, name in zip(foreground, names):
+    for frame, target in zip(foreground, targets):
         image = Image.fromarray(np.where(frame, 255, 0).astype(np.uint8), mode="L")
-        paths.append(atomic_write_bytes(folder / f"{name}.png", _png_bytes(image)))
+        paths.append(atomic_write_bytes(target, _png_bytes(image)))
     return paths
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from rvoslib._checks import format_shape
 from rvoslib._io import atomic_write_bytes
 from rvoslib._palette import voc_palette
+from rvoslib._paths import check_path_component, confined_path
 from rvoslib.metrics.davis import MaskLike
 
 __all__ = ["write_youtube_vos_masks", "zip_youtube_vos_submission"]
@@ -58,8 +59,12 @@ def write_youtube_vos_masks(
 
     Raises:
         ValueError: ``masks`` is not ``(T, H, W)``, ``len(frame_ids) != T``, ids outside
-            0..255, or a size other than ``size`` (both named).
+            0..255, a size other than ``size`` (both named), or a video id or frame id that is
+            not a plain file name (``..``, a separator, absolute, empty, NUL) or whose file
+            would resolve outside ``root``; checked before any file is written.
     """
+    source = "write_youtube_vos_masks"
+    check_path_component(str(video_id), "video id", source)
     values = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
     if values.ndim != 3:
         raise ValueError(f"masks must be (T, H, W) object ids, got {format_shape(values.shape)}")
@@ -78,13 +83,17 @@ def write_youtube_vos_masks(
         raise ValueError(
             f"masks must hold object ids in 0..255, got {values.min()}..{values.max()}"
         )
-    folder = Path(root) / "Annotations" / str(video_id)
+    for frame_id in frame_ids:
+        check_path_component(str(frame_id), "frame id", source)
+    chosen = [
+        (confined_path(root, "Annotations", str(video_id), f"{frame_id}.png", source=source), ids)
+        for frame_id, ids in zip(frame_ids, values)
+        if keep is None or str(frame_id) in keep
+    ]
     paths = []
-    for frame_id, ids in zip(frame_ids, values):
-        if keep is None or str(frame_id) in keep:
-            path = folder / f"{frame_id}.png"
-            atomic_write_bytes(path, _png(ids))
-            paths.append(path)
+    for path, ids in chosen:
+        atomic_write_bytes(path, _png(ids))
+        paths.append(path)
     return paths
 
 

@@ -33,7 +33,9 @@ from rvoslib.models.inputs import (
     MASK_KEYS,
     TEXT_KEYS,
     ModelInputs,
+    check_finite,
     check_first_mask,
+    check_mask_inputs,
     check_model_kind,
     check_text_inputs,
     matching_dtype,
@@ -41,9 +43,10 @@ from rvoslib.models.inputs import (
 from rvoslib.models.registry import ARCHITECTURES
 from rvoslib.models.saving import (
     CONFIG_FILE,
-    TOKENIZER_FILES,
     WEIGHTS_FILE,
+    load_into,
     load_weights,
+    locate_tokenizer,
     read_config,
     save_model,
 )
@@ -77,6 +80,8 @@ class SegmentationModel(nn.Module):
     input_keys: ClassVar[tuple[str, ...]] = ()
     _takes: ClassVar[str] = ""
     criterion: nn.Module
+    #: ``True`` lets frames with NaN / inf values through (else an error naming the frame).
+    allow_non_finite: bool = False
 
     # ------------------------------------------------------------------ building and config
     @classmethod
@@ -200,14 +205,9 @@ class SegmentationModel(nn.Module):
 
     # ------------------------------------------------------------------ saving and loading
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and tokenizer files (atomically).
-
-        The config holds the specs of the model's current parts; the language model's
-        architecture is recorded so that :meth:`from_pretrained` never needs a download.
-
-        Returns:
-            The folder.
-        """
+        """Write ``config.json`` (the specs of the current parts, the language model's
+        architecture included: loading never downloads), ``model.safetensors`` and tokenizer
+        files (atomically); returns the folder."""
         return save_model(self, directory)
 
     @classmethod
@@ -223,7 +223,7 @@ class SegmentationModel(nn.Module):
             FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (named).
             KeyError: a part of the config is not registered (names the part, its kind, the
                 registered names, and says to import the module that registers it).
-            ValueError: the folder holds a model of another kind than ``cls``.
+            ValueError: a model of another kind than ``cls``, or weights unlike config.json's.
         """
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -234,10 +234,9 @@ class SegmentationModel(nn.Module):
                 )
         config = read_config(directory)
         check_model_kind(cls, ARCHITECTURES.get(config["architecture"]), f"{str(directory)!r}")
-        if "text_encoder" in config and any((directory / n).exists() for n in TOKENIZER_FILES):
-            config["text_encoder"]["tokenizer"] = str(directory)
+        locate_tokenizer(config, directory)
         model = SegmentationModel.from_config(config, pretrained=False)
-        model.load_state_dict(load_weights(directory / WEIGHTS_FILE, map_location))
+        load_into(model, directory, map_location)
         return model
 
 
@@ -296,8 +295,9 @@ class RVOSModel(SegmentationModel):
             ``(B, T, 1, H, W)`` mask logits.
 
         Raises:
-            ValueError: a bad shape, an empty batch, clip or expression, or token ids outside
-                the text encoder's vocabulary (each named with the expected and actual value).
+            ValueError: a bad shape, an empty batch, clip or expression, token ids outside the
+                text encoder's vocabulary or past its position limit, or NaN / inf frames
+                (each named with the expected and actual value).
             TypeError: integer frames or floating token ids.
         """
         if not is_compiling():
@@ -310,6 +310,7 @@ class RVOSModel(SegmentationModel):
         """Like :meth:`forward` with precomputed :class:`TextFeatures` (batch ``B``)."""
         if not is_compiling():
             check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+            check_finite(frames, self)
             if text.sentence.shape[0] != frames.shape[0]:
                 raise ValueError(
                     f"text features must have batch size {frames.shape[0]} (frames "
@@ -369,12 +370,10 @@ class VOSModel(SegmentationModel):
         H, W)``: ``(B, T, 1, H, W)`` logits.
 
         Raises:
-            TypeError, ValueError: bad inputs (see :func:`check_first_mask`).
+            TypeError, ValueError: bad inputs (see :func:`check_mask_inputs`).
         """
         if not is_compiling():
-            check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
-            check_first_mask(first_mask, frames)
-            frames = matching_dtype(frames, self)
+            frames = check_mask_inputs(frames, first_mask, self)
         return self.referred_logits(self.forward_outputs(frames, first_mask))
 
     def forward_outputs(self, frames: torch.Tensor, first_mask: torch.Tensor) -> dict[str, Any]:

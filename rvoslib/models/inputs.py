@@ -14,7 +14,9 @@ __all__ = [
     "MASK_KEYS",
     "TEXT_KEYS",
     "ModelInputs",
+    "check_finite",
     "check_first_mask",
+    "check_mask_inputs",
     "check_model_kind",
     "check_text_inputs",
     "matching_dtype",
@@ -113,6 +115,57 @@ def check_first_mask(
                 "in frame 0 must have at least one object pixel"
             )
     return first_mask
+
+
+def check_finite(frames: torch.Tensor, model: object = None) -> None:
+    """Refuse frames holding NaN or infinite values (one such pixel would turn every output
+    frame NaN), unless ``model.allow_non_finite`` is true. One pass over the frames and one
+    host sync.
+
+    Args:
+        frames: ``(B, T, 3, H, W)`` frames.
+        model: The model they are for (its ``allow_non_finite`` is read), or ``None``.
+
+    Raises:
+        ValueError: naming the first clip (batch item) and frame with such a value, and how
+            many frames have one.
+    """
+    if getattr(model, "allow_non_finite", False) or not frames.is_floating_point():
+        return
+    bad = ~torch.isfinite(frames).flatten(2).all(dim=2)  # (B, T)
+    if bool(bad.any()):
+        clip, frame = (int(value) for value in bad.nonzero()[0])
+        raise ValueError(
+            f"frames hold NaN or infinite values: clip (batch item) {clip}, frame {frame} "
+            f"({int(bad.sum())} such frame(s) in all, frames {format_shape(frames.shape)}); "
+            "clean the input, or set model.allow_non_finite = True to run anyway"
+        )
+
+
+def check_mask_inputs(
+    frames: object, first_mask: object, model: nn.Module, *, require_object: bool = False
+) -> torch.Tensor:
+    """The checks of a VOS model's inputs, equal to a referring model's: ``frames (B, T, 3,
+    H, W)`` floating, no empty dimension, finite (:func:`check_finite`), ``first_mask`` of
+    their size (:func:`check_first_mask`).
+
+    Returns:
+        The frames in the model's dtype (:func:`matching_dtype`).
+
+    Raises:
+        TypeError: not tensors, or integer frames.
+        ValueError: a bad shape, an empty batch or clip (``T = 0``), a bad mask, or
+            non-finite frames (each named with the expected and actual value).
+    """
+    check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
+    if 0 in frames.shape:
+        raise ValueError(
+            f"empty input: frames {format_shape(frames.shape)} (every dimension must be >= 1: "
+            "a clip needs at least its first frame)"
+        )
+    check_first_mask(first_mask, frames, require_object=require_object)
+    check_finite(frames, model)
+    return matching_dtype(frames, model)
 
 
 def matching_dtype(frames: torch.Tensor, model: nn.Module) -> torch.Tensor:

@@ -22,7 +22,9 @@ __all__ = [
     "TOKENIZER_FILES",
     "WEIGHTS_FILE",
     "check_json",
+    "load_into",
     "load_weights",
+    "locate_tokenizer",
     "read_config",
     "save_model",
 ]
@@ -79,6 +81,22 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def locate_tokenizer(config: dict[str, Any], directory: str | os.PathLike) -> None:
+    """Point ``config``'s text encoder at the tokenizer saved in model folder ``directory``.
+
+    A ``text_encoder.tokenizer`` of ``None`` means that :func:`save_model` wrote the
+    tokenizer's files beside ``config.json``: the folder is then the tokenizer's source even
+    when its files are missing, so that the missing file is named when the tokenizer is
+    loaded (never looked for on the network under the language model's hub name).
+    """
+    text = config.get("text_encoder")
+    if not isinstance(text, dict):
+        return
+    saved = any((Path(directory) / name).exists() for name in TOKENIZER_FILES)
+    if saved or text.get("tokenizer") is None:
+        text["tokenizer"] = str(directory)
+
+
 def load_weights(path: str | os.PathLike, device: Any = "cpu") -> dict:
     """The tensors of a ``model.safetensors`` file.
 
@@ -97,6 +115,51 @@ def load_weights(path: str | os.PathLike, device: Any = "cpu") -> dict:
         raise ValueError(
             f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {error}"
         ) from error
+
+
+def load_into(model: Any, directory: str | os.PathLike, device: Any = "cpu") -> None:
+    """Load ``directory/model.safetensors`` into ``model``, built from ``config.json``.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`load_weights`.
+        ValueError: the weights do not fit the architecture ``config.json`` describes
+            (missing or unexpected keys, or other shapes; a few of each named, with the
+            top-level modules of both sides), e.g. a ``config.json`` of another architecture.
+    """
+    path = Path(directory) / WEIGHTS_FILE
+    state = load_weights(path, device)
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [
+        f"{key} {tuple(state[key].shape)} in the file, {tuple(value.shape)} in the model"
+        for key, value in expected.items()
+        if key in state and tuple(state[key].shape) != tuple(value.shape)
+    ]
+    if missing or unexpected or shapes:
+        problems = [
+            f"{len(items)} {what} (e.g. {', '.join(items[:3])})"
+            for items, what in (
+                (missing, "keys missing from the file"),
+                (unexpected, "unexpected keys"),
+                (shapes, "shapes differ"),
+            )
+            if items
+        ]
+        architecture = getattr(model, "architecture", type(model).__name__)
+        raise ValueError(
+            f"{str(path)!r} does not fit the model {str(Path(directory) / CONFIG_FILE)!r} "
+            f"describes (architecture {architecture!r}): {'; '.join(problems)}. The file's "
+            f"modules: {', '.join(_modules(state))}; the model's: "
+            f"{', '.join(_modules(expected))}. config.json and the weights come from different "
+            "models: save both with save_pretrained"
+        )
+    model.load_state_dict(state)
+
+
+def _modules(state: Any) -> list[str]:
+    """The top-level module names of a state dict's keys, in order."""
+    return list(dict.fromkeys(key.split(".", 1)[0] for key in state))
 
 
 def check_json(config: Any, path: str = "config") -> None:

@@ -3,29 +3,30 @@
 :class:`TextEncoder` owns its tokenizer. Hugging Face tokenizers load lazily on the first
 :meth:`TextEncoder.tokenize` call, so that building an architecture (``pretrained=False``) never
 needs a download. :class:`HashTokenizer` is a built-in word-level tokenizer that needs no file
-at all; the ``tiny`` preset uses it.
+at all (:mod:`rvoslib.models.hash_tokenizer`); the ``tiny`` preset uses it.
+
+Expressions are normalised to Unicode NFC before tokenising, and token ids beyond the
+language model's position limit are refused with an error naming the limit.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import zlib
+import unicodedata
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib.models.hash_tokenizer import HASH_TOKENIZER_FILE, HashTokenizer
 from rvoslib.models.registry import TEXT_ENCODERS, TEXT_PROJECTIONS
 
 __all__ = ["HashTokenizer", "LinearNormGELU", "TextEncoder", "TextFeatures", "known_text_configs"]
 
-HASH_TOKENIZER_FILE = "rvos_hash_tokenizer.json"
-_WORD_PATTERN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+#: Files of which a local Hugging Face tokenizer folder holds at least one.
+HF_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json")
 
 
 def known_text_configs() -> dict[str, dict[str, Any]]:
@@ -69,69 +70,6 @@ class TextFeatures(NamedTuple):
     """``(B, L, D)`` token features."""
     mask: torch.Tensor
     """``(B, L)`` bool, true for real (non-padding) tokens."""
-
-
-class HashTokenizer:
-    """A word-level tokenizer that needs no vocabulary file and handles any sentence.
-
-    Text is lower-cased and split into words and punctuation; each piece maps to
-    ``4 + crc32(piece) % (vocab_size - 4)``. Ids 0-3 are ``[PAD]``, ``[CLS]``, ``[SEP]`` and
-    ``[UNK]``. The mapping is deterministic across processes and machines.
-
-    Args:
-        vocab_size: Number of ids, special tokens included.
-        max_length: Default maximum sequence length, ``[CLS]`` and ``[SEP]`` included.
-
-    Example:
-        >>> tokens = HashTokenizer(vocab_size=1000)(["the red circle"])
-        >>> tokens["input_ids"].shape, tokens["attention_mask"].tolist()
-        (torch.Size([1, 5]), [[1, 1, 1, 1, 1]])
-    """
-
-    pad_token_id, cls_token_id, sep_token_id, unk_token_id = 0, 1, 2, 3
-
-    def __init__(self, vocab_size: int = 8192, max_length: int = 32) -> None:
-        if vocab_size < 16:
-            raise ValueError(f"vocab_size must be >= 16, got {vocab_size}")
-        self.vocab_size = int(vocab_size)
-        self.max_length = int(max_length)
-
-    def word_ids(self, text: str) -> list[int]:
-        """Ids of the words of ``text`` (no special tokens)."""
-        pieces = _WORD_PATTERN.findall(text.lower())
-        return [4 + zlib.crc32(p.encode("utf-8")) % (self.vocab_size - 4) for p in pieces]
-
-    def __call__(
-        self, texts: list[str] | str, max_length: int | None = None, **_: Any
-    ) -> dict[str, torch.Tensor]:
-        """Tokenize a batch: ``{"input_ids": (B, L) long, "attention_mask": (B, L) long}``."""
-        if isinstance(texts, str):
-            texts = [texts]
-        limit = max(2, int(max_length or self.max_length))
-        rows = [
-            [self.cls_token_id, *self.word_ids(t)[: limit - 2], self.sep_token_id] for t in texts
-        ]
-        length = max((len(r) for r in rows), default=2)
-        ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the tokenizer's settings to ``directory/rvos_hash_tokenizer.json``."""
-        path = Path(directory) / HASH_TOKENIZER_FILE
-        settings = {"vocab_size": self.vocab_size, "max_length": self.max_length}
-        path.write_text(json.dumps(settings, indent=2))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> HashTokenizer:
-        """Read a tokenizer written by :meth:`save_pretrained`."""
-        path = Path(directory) / HASH_TOKENIZER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no hash tokenizer at {str(path)!r}")
-        return cls(**json.loads(path.read_text()))
 
 
 def _build_language_model(
@@ -262,17 +200,41 @@ class TextEncoder(nn.Module):
 
     @property
     def tokenizer(self) -> Any:
-        """The tokenizer, loaded from the hub or a local folder on first access."""
+        """The tokenizer, loaded from the hub or a local folder on first access.
+
+        Raises:
+            FileNotFoundError: a local folder holds no tokenizer file (the folder and the
+                files looked for are named; nothing is downloaded).
+        """
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            source = self._tokenizer_spec or self.model_name_or_path
-            source = os.fspath(source)
+            source = os.fspath(self._tokenizer_spec or self.model_name_or_path)
             if os.path.isfile(os.path.join(source, HASH_TOKENIZER_FILE)):
                 self._tokenizer = HashTokenizer.from_pretrained(source)
+            elif os.path.isdir(source):
+                if not any(os.path.isfile(os.path.join(source, n)) for n in HF_TOKENIZER_FILES):
+                    files = ", ".join((HASH_TOKENIZER_FILE, *HF_TOKENIZER_FILES))
+                    raise FileNotFoundError(
+                        f"the tokenizer of folder {source!r} is missing: it holds none of "
+                        f"{files} (save_pretrained writes them beside config.json); copy them "
+                        "from the folder the model was saved to"
+                    )
+                self._tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             else:
                 self._tokenizer = AutoTokenizer.from_pretrained(source)
         return self._tokenizer
+
+    @property
+    def position_limit(self) -> int | None:
+        """The most tokens the language model takes (its position embeddings), if it says."""
+        config = self.language_model.config
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit is None:
+            return None
+        if config.model_type in ("roberta", "xlm-roberta", "camembert"):  # positions from pad+1
+            limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+        return int(limit)
 
     def tokenize(
         self, texts: list[str] | str, max_length: int | None = None
@@ -286,17 +248,28 @@ class TextEncoder(nn.Module):
         Returns:
             ``{"input_ids": (B, L) long, "attention_mask": (B, L) long}``.
 
+        Text is normalised to Unicode NFC first, so that composed and decomposed forms of
+        one word (``"caf\u00e9"``, ``"cafe\u0301"``) give the same ids.
+
         Raises:
-            ValueError: an expression is empty or not a string.
+            ValueError: an expression is empty or not a string, or ``max_length`` exceeds the
+                language model's position limit (named).
         """
         if isinstance(texts, str):
             texts = [texts]
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"texts[{i}] must be a non-empty string, got {text!r}")
+        length, limit = max_length or self.max_length, self.position_limit
+        if limit is not None and length > limit:
+            raise ValueError(
+                f"max_length {length} exceeds the text encoder's position limit of {limit} "
+                f"tokens (max_position_embeddings of {self.model_name_or_path!r}); pass "
+                f"max_length <= {limit}"
+            )
         encoded = self.tokenizer(
-            list(texts),
-            max_length=max_length or self.max_length,
+            [unicodedata.normalize("NFC", text) for text in texts],
+            max_length=length,
             padding=True,
             truncation=True,
             return_tensors="pt",
@@ -346,6 +319,10 @@ class TextEncoder(nn.Module):
 
         Returns:
             :class:`TextFeatures` with ``sentence (B, D)``, ``tokens (B, L, D)``, ``mask (B, L)``.
+
+        Raises:
+            ValueError: bad shapes, or more tokens ``L`` than the language model's position
+                limit (named: tokenize with :meth:`tokenize`, which truncates).
         """
         if text_mask is None:
             text_mask = torch.ones_like(text_ids, dtype=torch.bool)
@@ -356,6 +333,14 @@ class TextEncoder(nn.Module):
                 raise ValueError(
                     f"text_mask must have the shape of text_ids {tuple(text_ids.shape)}, "
                     f"got {tuple(text_mask.shape)}"
+                )
+            limit = self.position_limit
+            if limit is not None and text_ids.shape[1] > limit:
+                raise ValueError(
+                    f"text_ids has {text_ids.shape[1]} tokens but the text encoder takes at most "
+                    f"{limit} (the position limit, max_position_embeddings, of "
+                    f"{self.model_name_or_path!r}); tokenize with model.tokenize, which "
+                    "truncates to max_length"
                 )
         mask = text_mask.bool()
         pooled, hidden = self.language_features(text_ids, mask)

@@ -75,12 +75,20 @@ class RunOptions:
 
     Attributes:
         resume: Continue the run in ``output_dir`` from its ``last/`` checkpoint.
-        overwrite: Replace a finished run in ``output_dir``.
+        overwrite: Replace a finished run in ``output_dir`` (kept in
+            ``output_dir/previous-run`` until the new run's first complete checkpoint).
+        restore_previous: Put back the run an interrupted ``--overwrite`` left in
+            ``output_dir/previous-run`` (removing the interrupted run's files), then exit.
+        auto_resume: Continue the run in ``output_dir`` from its ``last/`` checkpoint when
+            there is one, else start it: the same command line for the first launch and for
+            every restart of a ``torchrun --max-restarts`` run.
         overlays: Number of held-out clips drawn with their predictions at the end.
     """
 
     resume: bool = False
     overwrite: bool = False
+    restore_previous: bool = False
+    auto_resume: bool = False
     overlays: int = 4
 
 

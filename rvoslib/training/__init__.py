@@ -8,14 +8,17 @@ from rvoslib.training.distributed import (
     DistributedContext,
     ShardSampler,
     all_reduce_mean,
+    broadcast_flag,
+    elastic_restart_problem,
     init_distributed,
 )
 from rvoslib.training.fast import apply_fast_path, maybe_compile, prepare_fast_path
 from rvoslib.training.optim import CosineRestarts, build_optimizer, build_scheduler
 from rvoslib.training.run_folder import RunFolder, RunLockedError
-from rvoslib.training.trainer import NonFiniteLossError, Trainer, TrainingStep
+from rvoslib.training.trainer import AUTO_RESUME, NonFiniteLossError, Trainer, TrainingStep
 
 __all__ = [
+    "AUTO_RESUME",
     "Callback",
     "CosineRestarts",
     "DistributedContext",
@@ -29,8 +32,10 @@ __all__ = [
     "TrainingStep",
     "all_reduce_mean",
     "apply_fast_path",
+    "broadcast_flag",
     "build_optimizer",
     "build_scheduler",
+    "elastic_restart_problem",
     "init_distributed",
     "load_training_state",
     "maybe_compile",

@@ -4,13 +4,22 @@ A checkpoint folder holds ``config.json``, ``model.safetensors`` (and tokenizer 
 written by :meth:`SegmentationModel.save_pretrained`, plus ``training_state.pt`` with the optimizer,
 scheduler, grad scaler, epoch, step, best metric, RNG states and the trainer config. The folder
 is built under a temporary name and renamed into place, so a crash never leaves a half-written
-checkpoint and the previous one stays intact until the new one is complete.
+checkpoint and the previous one stays intact until the new one is complete; a full disk is
+reported with the folder's path and the word that the previous checkpoint is intact.
+
+The training state holds only tensors, numbers, strings, booleans, ``None``, lists and dicts
+(the RNG states too: :func:`get_rng_state`), so it is read with ``torch.load(...,
+weights_only=True)``: a file whose pickle carries anything else (code to run) is refused,
+naming the file, and nothing in it is executed.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -55,25 +64,44 @@ TRAINING_STATE_KEYS = (
     "run_info",
     "world_size",
 )
-TRAINING_STATE_VERSION = 2
+#: 3: RNG states as plain lists and tensors, read with ``weights_only=True``.
+TRAINING_STATE_VERSION = 3
 
 
 def get_rng_state() -> dict[str, Any]:
-    """The Python, NumPy, torch CPU (and CUDA) random states."""
+    """The Python, NumPy, torch CPU (and CUDA) random states, as plain data.
+
+    Returns:
+        ``{"python": [version, [625 ints], gauss_next], "numpy": [name, keys (624,) int64
+        tensor, pos, has_gauss, cached_gaussian], "torch": ByteTensor, "cuda": [ByteTensor,
+        ...]}`` (``cuda`` only when CUDA is available): nothing that needs a pickle class.
+    """
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [int(version), [int(value) for value in internal], gauss_next],
+        "numpy": [
+            str(name),
+            torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore states returned by :func:`get_rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((int(version), tuple(int(value) for value in internal), gauss_next))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state(
+        (str(name), keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached))
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -87,27 +115,74 @@ def save_checkpoint(
     Args:
         directory: Target folder (replaced only once the new checkpoint is complete).
         model: The (unwrapped) model.
-        state: Picklable training state (optimizer, scheduler, epoch, ...).
+        state: The training state (:func:`training_state`: plain data and tensors).
 
     Returns:
         The folder.
+
+    Raises:
+        OSError: the disk is full (``errno.ENOSPC``): the message names ``directory`` and says
+            that the previous checkpoint there is intact (it is: nothing was replaced).
     """
-    with atomic_directory(directory) as temp_dir:
-        model.save_pretrained(temp_dir / "model")
-        for item in (temp_dir / "model").iterdir():
-            item.rename(temp_dir / item.name)
-        (temp_dir / "model").rmdir()
-        torch.save(state, temp_dir / TRAINING_STATE_FILE)
-    return Path(directory)
+    directory = Path(directory)
+    try:
+        with atomic_directory(directory) as temp_dir:
+            model.save_pretrained(temp_dir / "model")
+            for item in (temp_dir / "model").iterdir():
+                item.rename(temp_dir / item.name)
+            (temp_dir / "model").rmdir()
+            _write_state(temp_dir / TRAINING_STATE_FILE, state)
+    except Exception as error:
+        if not _disk_full(error):
+            raise
+        kept = (
+            f"the previous checkpoint in {str(directory)!r} is intact"
+            if directory.is_dir()
+            else "no previous checkpoint was there, and nothing was written"
+        )
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on the device while saving the checkpoint {str(directory)!r}; "
+            f"{kept}; free some space and resume",
+        ) from error
+    return directory
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """Serialise in memory, then write with Python's file API (whose ``OSError`` keeps its
+    ``errno``, unlike the writer inside ``torch.save``)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with open(path, "wb") as stream:
+        stream.write(buffer.getbuffer())
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or one it was raised from) says the disk is full; safetensors' Rust
+    writer reports it only in its message (``os error 28``, ``StorageFull``)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        text = str(error)
+        if any(mark in text for mark in ("No space left", "StorageFull", "os error 28")):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
     """Read ``training_state.pt`` of a checkpoint folder.
 
+    The file is read with ``weights_only=True``: nothing in it runs.
+
     Raises:
         FileNotFoundError: the folder lacks a model or a training state (names the file).
-        ValueError: the state's keys are not exactly :data:`TRAINING_STATE_KEYS` (a state of
-            another rvoslib version, or not a training state): unknown and missing keys named.
+        ValueError: the file holds objects other than tensors and plain data (a pickle that
+            would run code, or a state of format 2 and older): refused, naming the file;
+            it is truncated or corrupt; or the state's keys are not exactly
+            :data:`TRAINING_STATE_KEYS` (a state of another rvoslib version, or not a training
+            state): unknown and missing keys named.
     """
     directory = Path(directory)
     for name in (CONFIG_FILE, WEIGHTS_FILE, TRAINING_STATE_FILE):
@@ -118,8 +193,20 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
             )
     path = directory / TRAINING_STATE_FILE
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # pickle, zip and EOF errors of a damaged file
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" not in str(error).lower():
+            raise ValueError(
+                f"{str(path)!r} cannot be read (truncated or corrupt?): "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        raise ValueError(
+            f"{str(path)!r} is not a plain rvoslib training state: its pickle holds objects "
+            "other than tensors, numbers, strings, lists and dicts (code that would run on "
+            "loading, or a state written by an older rvoslib), so it was refused unread; "
+            f"only load it if you trust its source. Detail: {_first_line(error)}"
+        ) from None
+    except Exception as error:  # zip and EOF errors of a damaged file
         raise ValueError(
             f"{str(path)!r} cannot be read (truncated or corrupt?): {type(error).__name__}: {error}"
         ) from error
@@ -134,6 +221,12 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
             f"{TRAINING_STATE_VERSION}): unknown keys {unknown}, missing keys {missing}"
         )
     return state
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    found = [line for line in lines if "unsupported" in line.lower()]
+    return (found or lines or [""])[0]
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

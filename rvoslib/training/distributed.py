@@ -6,6 +6,8 @@ from rvoslib._distributed import (
     ShardSampler,
     all_reduce_mean,
     average_buffers,
+    broadcast_flag,
+    elastic_restart_problem,
     init_distributed,
     time_exhausted,
 )
@@ -15,6 +17,8 @@ __all__ = [
     "ShardSampler",
     "all_reduce_mean",
     "average_buffers",
+    "broadcast_flag",
+    "elastic_restart_problem",
     "init_distributed",
     "time_exhausted",
 ]

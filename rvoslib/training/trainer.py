@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from rvoslib._distributed import (
     DistributedContext,
     average_buffers,
+    broadcast_flag,
     init_distributed,
     time_exhausted,
 )
@@ -51,9 +52,11 @@ from rvoslib.training.step import (
     tensor_entries,
 )
 
-__all__ = ["HISTORY_FILE", "NonFiniteLossError", "Trainer", "TrainingStep"]
+__all__ = ["AUTO_RESUME", "HISTORY_FILE", "NonFiniteLossError", "Trainer", "TrainingStep"]
 
 HISTORY_FILE = "history.jsonl"
+#: ``Trainer(resume=AUTO_RESUME)``: continue from ``output_dir/last`` when it exists, else start.
+AUTO_RESUME = "auto"
 
 
 class Trainer:
@@ -73,7 +76,11 @@ class Trainer:
         criterion: Optional replacement of the model's own loss terms, called as
             ``criterion(logits (B, T, 1, H, W), masks (B, T, H, W), valid (B, T))``.
         callbacks: :class:`~rvoslib.training.Callback` objects.
-        resume: A checkpoint folder (``.../last``) to continue from exactly.
+        resume: A checkpoint folder (``.../last``) to continue from exactly, or ``"auto"``
+            (:data:`AUTO_RESUME`): continue from ``config.output_dir/last`` when it exists
+            (rank 0 looks, every rank follows), else start fresh. With ``"auto"`` one command
+            line both starts a run and resumes it, which a worker restarted by
+            ``torchrun --max-restarts`` needs. A folder named ``auto``: pass ``Path("auto")``.
         collate_fn: Batch builder; default ``rvoslib.data.collator_for(model.inputs)``.
         context: The distributed context (default: from ``torchrun``'s environment).
         run_info: JSON-able facts about the run (e.g. the data settings) saved in checkpoints;
@@ -130,8 +137,9 @@ class Trainer:
         self.nonfinite_steps = self.nonfinite_streak = 0
         self.history: list[dict[str, Any]] = []
         self.should_stop, self.stopped_by = False, None
+        resume = self._resolve_resume(resume)
         if resume is not None:
-            self.load(Path(resume))
+            self.load(resume)
         self.callbacks = list(callbacks)
         if config.tensorboard and self.output_dir is not None and self.context.is_main:
             self.callbacks.extend(tensorboard_callback(self.output_dir / "tensorboard"))
@@ -285,6 +293,27 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])
 
     # ----------------------------------------------------------------------------- helpers
+    def _resolve_resume(self, resume: str | Path | None) -> Path | None:
+        """The checkpoint folder to load: ``resume`` itself, or for ``"auto"`` the run
+        folder's ``last/`` when rank 0 finds one (``None``: start fresh).
+
+        Raises:
+            ValueError: ``"auto"`` without ``config.output_dir``.
+        """
+        if not (isinstance(resume, str) and resume == AUTO_RESUME):
+            return None if resume is None else Path(resume)
+        if self.output_dir is None:
+            raise ValueError(
+                "resume='auto' continues the run in config.output_dir from its last/ checkpoint, "
+                "but config.output_dir is None; set output_dir (or pass a checkpoint folder)"
+            )
+        last = self.output_dir / "last"
+        found = False
+        if self.context.is_main:
+            recover_directory(last)  # an interrupted save leaves the previous checkpoint
+            found = last.exists()
+        return last if broadcast_flag(found, self.context) else None
+
     @property
     def current_lr(self) -> float:
         """The largest learning rate of the parameter groups."""

@@ -42,6 +42,7 @@ from rvoslib.losses.registry import CRITERIA
 from rvoslib.models.base import VOSModel, check_first_mask
 from rvoslib.models.config import ArchitectureConfig, Part
 from rvoslib.models.heads.seq2seq_decoder import Seq2SeqDecoder
+from rvoslib.models.inputs import check_mask_inputs
 from rvoslib.models.registry import (
     ADAPTERS,
     ARCHITECTURES,
@@ -284,14 +285,15 @@ class Seq2SeqModel(VOSModel):
 
         Raises:
             ValueError: a key is missing (the message says what the model takes), bad shapes,
-                ``clip_len < 1``, or an empty ``first_mask`` (nothing to track).
+                no frame (``T = 0``), NaN / inf frames, ``clip_len < 1``, or an empty
+                ``first_mask`` (nothing to track). Frames of another dtype than the model's
+                are cast, as :meth:`forward` does.
         """
         self.check_batch(batch)
         frames, first_mask = batch["frames"], batch["first_mask"]
         if clip_len is not None and clip_len < 1:
             raise ValueError(f"clip_len must be a positive int or None, got {clip_len!r}")
-        check_tensor(frames, "frames", ("B", "T", 3, "H", "W"), floating=True)
-        check_first_mask(first_mask, frames, require_object=True)
+        frames = check_mask_inputs(frames, first_mask, self, require_object=True)
         state = self.initial_state(frames[:, 0], first_mask)
         pieces = [self.first_frame_logits(first_mask, frames.dtype)]
         chunk = clip_len or frames.shape[1]

@@ -64,9 +64,9 @@ def as_spatial_shapes(spatial_shapes: SpatialShapes) -> list[tuple[int, int]]:
         spatial_shapes = spatial_shapes.tolist()
     shapes = []
     for entry in spatial_shapes:
-        if len(entry) != 2 or not all(isinstance(s, int) for s in entry):
+        if len(entry) != 2 or not all(isinstance(s, (int, torch.SymInt)) for s in entry):
             raise TypeError(f"spatial_shapes entries must be (h, w) int pairs, got {entry!r}")
-        shapes.append((int(entry[0]), int(entry[1])))
+        shapes.append(tuple(s if isinstance(s, torch.SymInt) else int(s) for s in entry))
     if not shapes or any(h < 1 or w < 1 for h, w in shapes):
         raise ValueError(f"spatial_shapes must hold L >= 1 sizes >= 1, got {shapes}")
     return shapes
@@ -316,15 +316,9 @@ class MultiScaleDeformableAttention(nn.Module):
 def _level_sizes(shapes: list[tuple[int, int]], like: torch.Tensor) -> torch.Tensor:
     """``(L, 2)`` float32 ``(w, h)`` per level on ``like``'s device.
 
-    Built from fills with Python scalars: ``torch.tensor(...)`` or item assignment would copy
-    from the host and synchronise a GPU.
+    Built from ones scaled by the sizes (exact for integer sizes): ``torch.tensor(...)`` or
+    item assignment would copy from the host and synchronise a GPU, and a size that is
+    symbolic (under ``torch.export``) stays symbolic.
     """
-    options = {"dtype": torch.float32, "device": like.device}
-    return torch.stack(
-        [
-            torch.cat(
-                [torch.full((1,), float(w), **options), torch.full((1,), float(h), **options)]
-            )
-            for h, w in shapes
-        ]
-    )
+    one = torch.ones((1,), dtype=torch.float32, device=like.device)
+    return torch.stack([torch.cat([one * w, one * h]) for h, w in shapes])

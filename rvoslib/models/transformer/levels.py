@@ -46,7 +46,7 @@ def flatten_levels(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list
         >>> tokens.shape, shapes
         (torch.Size([2, 30, 8]), [(4, 6), (2, 3)])
     """
-    shapes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
+    shapes = [(f.shape[-2], f.shape[-1]) for f in features]  # symbolic under export
     return torch.cat([f.flatten(2).transpose(1, 2) for f in features], dim=1), shapes
 
 
