@@ -23,7 +23,14 @@ from rvoslib._checks import check_tensor, is_compiling
 from rvoslib.models.hash_tokenizer import HASH_TOKENIZER_FILE, HashTokenizer
 from rvoslib.models.registry import TEXT_ENCODERS, TEXT_PROJECTIONS
 
-__all__ = ["HashTokenizer", "LinearNormGELU", "TextEncoder", "TextFeatures", "known_text_configs"]
+__all__ = [
+    "FeatureResizer",
+    "HashTokenizer",
+    "LinearNormGELU",
+    "TextEncoder",
+    "TextFeatures",
+    "known_text_configs",
+]
 
 #: Files of which a local Hugging Face tokenizer folder holds at least one.
 HF_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json")
@@ -73,7 +80,7 @@ class TextFeatures(NamedTuple):
 
 
 def _build_language_model(
-    name_or_path: str, pretrained: bool, config: dict[str, Any] | None
+    name_or_path: str, pretrained: bool, config: dict[str, Any] | None, keep_pooler: bool = False
 ) -> nn.Module:
     from transformers import AutoConfig, AutoModel
 
@@ -104,7 +111,7 @@ def _build_language_model(
                     "pretrained=True"
                 ) from error
         model = AutoModel.from_config(hf_config)
-    if getattr(model, "pooler", None) is not None:
+    if not keep_pooler and getattr(model, "pooler", None) is not None:
         model.pooler = None  # unused: rvoslib pools the last hidden states itself
     return model
 
@@ -126,12 +133,47 @@ class LinearNormGELU(nn.Sequential):
         self.in_dim, self.out_dim = in_dim, out_dim
 
 
+@TEXT_PROJECTIONS.register(
+    "feature_resizer",
+    description="Linear -> LayerNorm(eps 1e-12) -> Dropout (MTTR's, ReferFormer's and SOC's).",
+)
+class FeatureResizer(nn.Module):
+    """``Linear(in_dim, out_dim) -> LayerNorm(out_dim, eps=1e-12) -> Dropout(dropout)``, the
+    projection of the language model's features in MTTR, ReferFormer and SOC (their
+    ``FeatureResizer``), ``(..., in_dim) -> (..., out_dim)``.
+
+    Its state dict keys are ``fc.*`` and ``layer_norm.*``, the originals' names.
+
+    Args:
+        in_dim: Width of the language model's features.
+        out_dim: Width of the projected features.
+        dropout: Dropout probability after the normalisation (the originals use 0.1).
+
+    Example:
+        >>> FeatureResizer(8, 4)(torch.randn(2, 3, 8)).shape
+        torch.Size([2, 3, 4])
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.layer_norm = nn.LayerNorm(out_dim, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., in_dim) -> (..., out_dim)``."""
+        return self.dropout(self.layer_norm(self.fc(features)))
+
+
 @TEXT_ENCODERS.register("huggingface")
 class TextEncoder(nn.Module):
     """Encode referring expressions with a Hugging Face encoder and project them.
 
-    The language model's last hidden states are pooled (``cls`` token or attention-mask weighted
-    ``mean``) into a sentence feature; sentence and token features both go through the same
+    The language model's last hidden states are pooled (``cls`` token, attention-mask weighted
+    ``mean``, or ``pooler``: the language model's own pooler, e.g. RoBERTa's ``dense -> tanh``
+    on the first token, its ``pooler_output`` as ReferFormer and SOC use it) into a sentence
+    feature; sentence and token features both go through the same
     projection (a ``TEXT_PROJECTIONS`` part; default ``Linear -> LayerNorm -> GELU``) to
     ``out_dim``.
 
@@ -142,14 +184,15 @@ class TextEncoder(nn.Module):
             ``False`` builds the architecture with random weights and needs no download for
             local folders, cached models and the names in :func:`known_text_configs`.
         out_dim: Width of the projected features.
-        pooling: ``"cls"`` or ``"mean"``.
+        pooling: ``"cls"``, ``"mean"`` or ``"pooler"``.
         freeze: Freeze the language model (it then always runs in eval mode without gradients).
         config: Architecture overrides for a randomly initialised model, e.g.
             ``{"model_type": "bert", "hidden_size": 64, ...}``; takes precedence over the name.
         tokenizer: ``None`` (the tokenizer that belongs to ``model_name_or_path``, loaded
             lazily), ``"hash"`` (a built-in :class:`HashTokenizer`), a hub name or local folder,
             or a tokenizer object.
-        max_length: Default maximum number of tokens.
+        max_length: Default maximum number of tokens; ``None`` truncates only at the language
+            model's position limit (the originals of MTTR, ReferFormer and SOC do not truncate).
         projection: ``TEXT_PROJECTIONS`` spec of the projection to ``out_dim``; receives
             ``in_dim`` (the language model's width) and ``out_dim``.
 
@@ -173,17 +216,24 @@ class TextEncoder(nn.Module):
         freeze: bool = False,
         config: dict[str, Any] | None = None,
         tokenizer: Any = None,
-        max_length: int = 32,
+        max_length: int | None = 32,
         projection: str | Mapping[str, Any] = "linear_norm_gelu",
     ) -> None:
         super().__init__()
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        if pooling not in ("cls", "mean", "pooler"):
+            raise ValueError(f"pooling must be 'cls', 'mean' or 'pooler', got {pooling!r}")
         self.model_name_or_path = str(model_name_or_path)
         self.pooling = pooling
         self.freeze = freeze
         self.max_length = max_length
-        self.language_model = _build_language_model(self.model_name_or_path, pretrained, config)
+        self.language_model = _build_language_model(
+            self.model_name_or_path, pretrained, config, keep_pooler=pooling == "pooler"
+        )
+        if pooling == "pooler" and getattr(self.language_model, "pooler", None) is None:
+            raise ValueError(
+                f"pooling='pooler' needs a language model with a pooler; "
+                f"{self.model_name_or_path!r} has none"
+            )
         hidden = self.language_model.config.hidden_size
         self.hidden_size = hidden
         self.out_dim = out_dim
@@ -260,7 +310,7 @@ class TextEncoder(nn.Module):
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"texts[{i}] must be a non-empty string, got {text!r}")
-        length, limit = max_length or self.max_length, self.position_limit
+        length, limit = max_length or self.max_length or self.position_limit, self.position_limit
         if limit is not None and length > limit:
             raise ValueError(
                 f"max_length {length} exceeds the text encoder's position limit of {limit} "
@@ -361,9 +411,10 @@ class TextEncoder(nn.Module):
         """
         mask = text_mask.bool()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            hidden = self.language_model(
-                input_ids=text_ids, attention_mask=mask.long()
-            ).last_hidden_state
+            output = self.language_model(input_ids=text_ids, attention_mask=mask.long())
+        hidden = output.last_hidden_state
+        if self.pooling == "pooler":
+            return output.pooler_output, hidden
         if self.pooling == "cls":
             return hidden[:, 0], hidden
         weights = mask.unsqueeze(-1).to(hidden.dtype)
