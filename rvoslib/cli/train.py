@@ -127,6 +127,8 @@ def run(args: Any) -> int:
 
     from rvoslib.recipes import build_model, model_config
 
+    from rvoslib.training.logs import enable_console_logging
+
     recipe = _recipe_of(args)
     model_config(recipe.model)  # bad presets and overrides are named before anything runs
     if args.print_config:
@@ -156,6 +158,7 @@ def run(args: Any) -> int:
     resume, overwrite = _resume_or_start(recipe.run, out)
     folder = RunFolder(out, resume=resume, overwrite=overwrite)
     folder.check()
+    enable_console_logging()
     context = init_distributed(trainer_config.device)
     train_data, val_data = build_datasets(data_config, seed=trainer_config.seed)
     torch.manual_seed(trainer_config.seed)
@@ -244,6 +247,7 @@ def _finish(
     trainer: Any, recipe: Any, history: list, val_data: Any, wall: float, out: Path
 ) -> None:
     """Write ``metrics.json`` and the overlays; say why training ended early."""
+    from rvoslib.training.logs import summary_table
     from rvoslib.training.step import finite_or_none
     from rvoslib.viz import write_overlay_strips
 
@@ -288,4 +292,7 @@ def _finish(
             threshold=recipe.trainer.threshold,
             clip_len=recipe.trainer.val_clip_len,
         )
-    print(json.dumps(finite_or_none(metrics)))
+    if recipe.run.json:
+        print(json.dumps(finite_or_none(metrics)))
+    else:
+        print(summary_table(finite_or_none(metrics)))

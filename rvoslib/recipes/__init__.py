@@ -83,6 +83,7 @@ class RunOptions:
             there is one, else start it: the same command line for the first launch and for
             every restart of a ``torchrun --max-restarts`` run.
         overlays: Number of held-out clips drawn with their predictions at the end.
+        json: End with the summary as one JSON line instead of a table.
     """
 
     resume: bool = False
@@ -90,6 +91,7 @@ class RunOptions:
     restore_previous: bool = False
     auto_resume: bool = False
     overlays: int = 4
+    json: bool = False
 
 
 #: Section name -> dataclass.

@@ -47,6 +47,8 @@ RUN_FILES = (
     "last",
     "best",
     "history.jsonl",
+    "metrics.csv",
+    "curves.png",
     "metrics.json",
     "overlays",
     "recipe.yaml",

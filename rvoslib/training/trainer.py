@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +33,7 @@ from rvoslib._io import atomic_write_text, recover_directory
 from rvoslib.evaluation import default_protocol, evaluate, move_to_device
 from rvoslib.metrics.batch import batch_iou
 from rvoslib.models.base import WEIGHTS_FILE, SegmentationModel
-from rvoslib.training import checkpoint, fast, optim
+from rvoslib.training import checkpoint, fast, logs, optim
 from rvoslib.training.callbacks import Callback, tensorboard_callback
 from rvoslib.training.config import TrainerConfig
 from rvoslib.training.memory import enable_activation_checkpointing
@@ -166,6 +167,10 @@ class Trainer:
                 self._track_best(metrics["JF"])
             record["epoch_time"] = time.perf_counter() - started
             self.history.append(finite_or_none(record))
+            if self.context.is_main:
+                logging.getLogger(logs.LOGGER_NAME).info(
+                    logs.epoch_line(self.history[-1], self.config.epochs)
+                )
             self.epoch = epoch + 1
             self.save(improved=self.best_epoch == epoch)
             self._callbacks("on_epoch_end", self, epoch, record)
@@ -175,6 +180,8 @@ class Trainer:
             self.stopped_by = "max_time"
         elif self.should_stop:
             self.stopped_by = "early_stopping"
+        if self.output_dir is not None and self.context.is_main and self.history:
+            logs.write_curves(self.history, self.output_dir / logs.CURVES_FILE)
         self._callbacks("on_train_end", self)
         return self.history
 
@@ -189,7 +196,7 @@ class Trainer:
         )
         self.train_step.train()
         sums, clips, started = RunningSums(), 0, time.perf_counter()
-        progress = self._progress(loader, f"epoch {epoch}")
+        progress = self._progress(loader, f"epoch {epoch + 1}/{config.epochs}")
         self.optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(progress):
             batch = move_to_device(batch, self.device)
@@ -269,6 +276,7 @@ class Trainer:
                 checkpoint.save_checkpoint(self.output_dir / "best", self.model, state)
             lines = "".join(json.dumps(record, allow_nan=False) + "\n" for record in self.history)
             atomic_write_text(self.output_dir / HISTORY_FILE, lines)
+            logs.write_csv(self.history, self.output_dir / logs.CSV_FILE)
         self.context.barrier()
 
     def state_dict(self) -> dict[str, Any]:
