@@ -272,7 +272,9 @@ def _finish(
     if trainer.stopped_by == "max_time":
         print(
             f"rvos train: stopped after {trainer.epoch} of {recipe.trainer.epochs} epochs: "
-            f"max_time ({recipe.trainer.max_time:g} s) reached",
+            f"max_time ({recipe.trainer.max_time:g} s) reached; the recipe's documented result "
+            f"is that of all {recipe.trainer.epochs} epochs, so this one is not it (raise "
+            "--max-time, or --resume with a larger one, to finish the run)",
             file=sys.stderr,
         )
     if trainer.nonfinite_steps:

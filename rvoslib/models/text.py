@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib._hub import require_hub_files
 from rvoslib.models.hash_tokenizer import HASH_TOKENIZER_FILE, HashTokenizer
 from rvoslib.models.registry import TEXT_ENCODERS, TEXT_PROJECTIONS
 
@@ -32,6 +33,8 @@ __all__ = [
     "known_text_configs",
 ]
 
+#: The option of ``rvos train`` that points the text encoder at a local folder.
+LOCAL_TEXT_OPTION = "--model.text_encoder.model_name_or_path"
 #: Files of which a local Hugging Face tokenizer folder holds at least one.
 HF_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json")
 
@@ -90,6 +93,7 @@ def _build_language_model(
                 f"pretrained=True loads {name_or_path!r} with its own architecture; config= "
                 "describes a randomly initialised model: pass one or the other"
             )
+        require_hub_files(name_or_path, what="text model", local_option=LOCAL_TEXT_OPTION)
         model = AutoModel.from_pretrained(name_or_path)
     else:
         if config is not None:
@@ -272,6 +276,9 @@ class TextEncoder(nn.Module):
                     )
                 self._tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             else:
+                require_hub_files(
+                    source, what="tokenizer of the text model", local_option=LOCAL_TEXT_OPTION
+                )
                 self._tokenizer = AutoTokenizer.from_pretrained(source)
         return self._tokenizer
 
