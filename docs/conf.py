@@ -19,7 +19,9 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "myst_parser",  # Markdown: CHANGELOG.md is rendered on the changelog page
 ]
+myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": False}
@@ -27,6 +29,7 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 templates_path: list[str] = []
 exclude_patterns = ["_build"]
-html_theme = "alabaster"
+html_theme = "furo"  # fits code blocks; light and dark
+html_title = f"rvoslib {release}"
 html_static_path = ["_static"]
 nitpicky = False
