@@ -61,7 +61,9 @@ def _format(value: Any) -> str:
         return str(value)
     if not math.isfinite(value):
         return str(value)
-    return f"{value:.2e}" if value != 0 and abs(value) < 1e-3 else f"{value:.4f}"
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
 def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
