@@ -126,7 +126,6 @@ def run(args: Any) -> int:
     import yaml
 
     from rvoslib.recipes import build_model, model_config
-
     from rvoslib.training.logs import enable_console_logging
 
     recipe = _recipe_of(args)
