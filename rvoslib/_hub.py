@@ -9,15 +9,18 @@ seconds at most) and, when it cannot be reached or ``HF_HUB_OFFLINE`` is set, an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
+from urllib.error import URLError
 from urllib.parse import urlparse
 
 __all__ = [
     "HubUnavailableError",
     "hub_is_offline",
     "require_hub_files",
-    "require_torchvision_weights",
+    "torchvision_download",
 ]
 
 #: Seconds to wait for the Hub's host to accept a connection.
@@ -87,28 +90,27 @@ def require_hub_files(
     )
 
 
-def require_torchvision_weights(weights: object) -> None:
-    """Return when torchvision's ``weights`` (a ``WeightsEnum`` member) are in the torch hub
-    cache or their download host can be reached.
+@contextlib.contextmanager
+def torchvision_download(weights: object) -> Iterator[None]:
+    """Run the download of torchvision's ``weights`` (a ``WeightsEnum`` member); a failed
+    download is re-raised as :class:`HubUnavailableError` naming the URL, the file to place
+    it at, and ``--pretrained``.
 
-    Raises:
-        HubUnavailableError: neither; the message names the URL, the file to place it at, and
-            ``TORCH_HOME``.
+    Example:
+        >>> with torchvision_download(None):
+        ...     pass
     """
-    import torch
+    try:
+        yield
+    except (URLError, ConnectionError, TimeoutError, socket.gaierror) as error:
+        import torch
 
-    url = str(getattr(weights, "url", ""))
-    if not url:
-        return
-    target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
-    if os.path.isfile(target):
-        return
-    reason = _probe(url)
-    if reason is None:
-        return
-    raise HubUnavailableError(
-        f"the pretrained weights {weights} are not in the torch hub cache and cannot be "
-        f"downloaded ({reason}). Download {url} where there is a network and place it at "
-        f"{target} (or under $TORCH_HOME/hub/checkpoints/ on this machine), or train without "
-        "--pretrained"
-    )
+        url = str(getattr(weights, "url", ""))
+        name = os.path.basename(urlparse(url).path)
+        target = os.path.join(torch.hub.get_dir(), "checkpoints", name)
+        raise HubUnavailableError(
+            f"the pretrained weights {weights} are not in the torch hub cache and cannot be "
+            f"downloaded ({getattr(error, 'reason', error)}). Download {url} where there is a "
+            f"network and place it at {target} (or under $TORCH_HOME/hub/checkpoints/ on this "
+            "machine), or train without --pretrained"
+        ) from error

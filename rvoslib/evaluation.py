@@ -5,6 +5,12 @@ chunks of ``clip_len`` frames), the padding added by the evaluation transform is
 probabilities are resized to the frames' original size (``orig_size``), thresholded, and scored
 with the official J and F against the original masks (``orig_masks`` when the transform kept
 them). A callback receives every prediction, e.g. to write it in the official layout.
+
+With ``inference`` naming a published system's protocol
+(:mod:`rvoslib.inference_protocols`: ``"mttr"``, ``"referformer-ytvos"``, ...) every video is
+predicted as that system's inference script does (its resize rule from the original frames,
+one query per video or clip, its upsampling and threshold): the dataset must then give the
+frames at their original size (no ``size``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rvoslib._distributed import DistributedContext, ShardSampler, all_reduce_mean
-from rvoslib.data.transforms import restore_size
+from rvoslib._protocol_predict import protocol_frames
+from rvoslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, restore_size
+from rvoslib.inference_protocols import InferenceProtocol, resolve_protocol
 from rvoslib.metrics import RVOSEvaluator
 
 __all__ = [
@@ -103,6 +111,7 @@ def evaluate(
     on_prediction: Callable[[Prediction], None] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
     compute_loss: bool = True,
+    inference: str | InferenceProtocol | None = None,
 ) -> EvaluationResult:
     """Predict and score every item of ``dataset`` (one video and expression per item).
 
@@ -125,15 +134,22 @@ def evaluate(
         compute_loss: Also compute the training loss of whole videos (``model.losses``; its
             terms may need training-only batch keys such as LoSh's optical flow). ``False``:
             scores only, and ``loss`` is ``None``.
+        inference: An inference protocol (or its registered name) other than ``"rvoslib"``:
+            predict as that published system does (``clip_len``, ``threshold`` and the loss
+            are then the protocol's / not computed). ``None``: rvoslib's (``"rvoslib"``).
 
     Returns:
         An :class:`EvaluationResult`.
 
     Raises:
-        ValueError: ``threshold`` outside ``(0, 1)``.
+        ValueError: ``threshold`` outside ``(0, 1)``; under a protocol, frames the dataset
+            resized (the message names both sizes).
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    chosen = resolve_protocol(inference or "rvoslib")
+    if chosen.query != "model":
+        threshold, compute_loss = chosen.threshold, False
     device = torch.device(device)
     rank, world = (context.rank, context.world_size) if context is not None else (0, 1)
     loader = DataLoader(
@@ -152,16 +168,12 @@ def evaluate(
     model.eval()
     for batch in progress(loader) if progress is not None else loader:
         batch = move_to_device(batch, device)
-        with autocast:
-            if clip_len is None:
-                outputs = model.forward_batch(batch)
-                logits = model.referred_logits(outputs).float()
-                if compute_loss:
-                    loss_total[0] += sum(model.losses(outputs, batch).values()).float()
-                    loss_total[1] += 1
-            else:
-                logits = model.predict(batch, clip_len)
-        prediction = _at_original_size(logits.float().sigmoid()[0, :, 0], batch, threshold)
+        if chosen.query != "model":
+            prediction = _protocol_prediction(model, batch, chosen, device, autocast_dtype)
+        else:
+            with autocast:
+                logits = _logits(model, batch, clip_len, compute_loss, loss_total)
+            prediction = _at_original_size(logits.float().sigmoid()[0, :, 0], batch, threshold)
         ground_truth = _original_masks(batch)
         evaluator.update(
             prediction.item["video_id"],
@@ -182,6 +194,64 @@ def evaluate(
         loss=float(loss_total[0]) / counted if counted > 0 else None,
         evaluator=evaluator,
     )
+
+
+def _logits(
+    model: torch.nn.Module,
+    batch: Mapping[str, Any],
+    clip_len: int | None,
+    compute_loss: bool,
+    loss_total: torch.Tensor,
+) -> torch.Tensor:
+    """rvoslib's prediction of a batch: ``(B, T, 1, h, w)`` logits (and the loss summed)."""
+    if clip_len is not None:
+        return model.predict(batch, clip_len)
+    outputs = model.forward_batch(batch)
+    if compute_loss:
+        loss_total[0] += sum(model.losses(outputs, batch).values()).float()
+        loss_total[1] += 1
+    return model.referred_logits(outputs).float()
+
+
+def _protocol_prediction(
+    model: Any,
+    batch: Mapping[str, Any],
+    protocol: InferenceProtocol,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+) -> Prediction:
+    """Predict the batch's one video under ``protocol`` from its frames, which must be at their
+    original size (they are turned back into the uint8 frames they were normalised from)."""
+    item = {k: v[0] for k, v in batch.items() if not isinstance(v, torch.Tensor)}
+    frames = batch["frames"][0]  # (T, 3, H, W) normalised
+    size = tuple(int(v) for v in frames.shape[-2:])
+    for key in ("orig_size", "unpadded_size"):
+        if key in item and tuple(int(v) for v in item[key]) != size:
+            raise ValueError(
+                f"inference protocol {protocol.name!r} resizes the original frames itself, but "
+                f"the dataset gave them at {size} ({key} {tuple(item[key])}): evaluate with "
+                "no size (rvos eval without --size), or with --inference-protocol rvoslib"
+            )
+    shape = (1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(shape)
+    std = torch.tensor(IMAGENET_STD, device=frames.device).view(shape)
+    pixels = ((frames.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    text = model.encode_text(batch["text_ids"], batch.get("text_mask"))
+
+    def autocast() -> contextlib.AbstractContextManager:
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=autocast_dtype)
+
+    results = list(
+        protocol_frames(
+            model, lambda: iter(pixels), size, text, protocol, device=device, autocast=autocast,
+            name=str(item.get("video_id", "video")),
+        )
+    )  # fmt: skip
+    probabilities = torch.stack([probs[0] for _, probs, _, _ in results]).cpu()
+    masks = torch.stack([mask[0] for _, _, mask, _ in results]).cpu()
+    return Prediction(item, probabilities, masks)
 
 
 def _at_original_size(

@@ -8,6 +8,10 @@ at most about ``clip_len + stride`` decoded frames and their logits are held at 
 :meth:`VideoPredictor.predict_iter` yields each frame's result as soon as no later clip can
 change it.
 
+With ``protocol`` (an :mod:`~rvoslib.inference_protocols` name, ``"mttr"``, ...; default: the
+model config's ``inference``) the video is run as that published system's inference script
+runs it (see :mod:`rvoslib._protocol_predict`, also for the memory it takes).
+
 Example:
     >>> import torch, rvoslib
     >>> predictor = VideoPredictor(rvoslib.create_model("tiny"), clip_len=4, overlap=1, size=64)
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,9 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvoslib._protocol_predict import protocol_frames
 from rvoslib._video_decode import check_on_corrupt
 from rvoslib._windows import _check_clip, clip_windows, model_input_size
 from rvoslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from rvoslib.inference_protocols import InferenceProtocol, resolve_protocol
 from rvoslib.video_io import VideoSource, open_video
 
 if TYPE_CHECKING:
@@ -98,13 +104,17 @@ class VideoPredictor:
             original size; both sides are rounded to a multiple of ``size_divisor``.
         threshold: Probability above which a pixel belongs to the mask.
         dtype: Autocast dtype of the model; ``None`` uses bfloat16 on CUDA and float32 on the
-            CPU. Logits are averaged in float32.
+            CPU (float32 everywhere under a published protocol). Logits are averaged in float32.
         size_divisor: Rounding of the model input size.
         num_workers: Decoding threads for frame folders.
         decode_device: ``"cpu"`` (threads) or ``"cuda"`` (batched ``decode_jpeg`` on the GPU)
             for folders of JPEG frames.
         on_corrupt: A truncated or corrupt frame in a frame folder: ``"error"`` (raise, naming
             it) or ``"skip"`` (leave it out with a warning naming it).
+        protocol: An :class:`~rvoslib.inference_protocols.InferenceProtocol` or its registered
+            name; ``None``: the model's (``model.inference_protocol``, from its config), else
+            ``"rvoslib"``. Any protocol but ``"rvoslib"`` replaces ``clip_len``, ``overlap``,
+            ``size``, ``size_divisor`` and ``threshold`` by its own settings.
 
     Example:
         >>> import rvoslib
@@ -129,12 +139,15 @@ class VideoPredictor:
         num_workers: int = 4,
         decode_device: str | torch.device = "cpu",
         on_corrupt: str = "error",
+        protocol: str | InferenceProtocol | None = None,
     ) -> None:
         _check_clip(clip_len, overlap)
         self.on_corrupt = check_on_corrupt(on_corrupt)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-        kind = getattr(getattr(model, "inputs", None), "kind", "text")
+        kind = getattr(model, "input_kind", "") or getattr(
+            getattr(model, "inputs", None), "kind", "text"
+        )
         methods = ("tokenize", "encode_text", "forward_with_text")
         if kind != "text" or not all(callable(getattr(model, m, None)) for m in methods):
             raise TypeError(
@@ -145,6 +158,9 @@ class VideoPredictor:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        self.protocol = resolve_protocol(protocol, model)
+        if dtype is None and self.protocol.query != "model":
+            dtype = torch.float32  # the originals' inference runs in float32
         self.model = model.to(self.device).eval()
         self.clip_len, self.overlap = clip_len, overlap
         self.size = size
@@ -180,7 +196,8 @@ class VideoPredictor:
             video: A folder of frames, a video file (``.mp4``, ``.avi``, ...), a
                 :class:`~rvoslib.video_io.VideoSource`, or a tensor: ``(T, 3, H, W)`` /
                 ``(T, H, W, 3)`` uint8 or ``(T, 3, H, W)`` float in ``[0, 1]``.
-            expressions: One expression or a list of ``N``.
+            expressions: One expression, a list of ``N``, or ``N`` tokenized ones (a mapping
+                with ``input_ids`` and ``attention_mask`` ``(N, L)``, e.g. ``model.tokenize``'s).
             return_probs: Also return the probabilities.
 
         Returns:
@@ -213,7 +230,7 @@ class VideoPredictor:
 
         Args:
             video: As in :meth:`predict`.
-            expressions: One expression or a list of ``N``.
+            expressions: As in :meth:`predict`.
             return_probs: Fill :attr:`FramePrediction.probs`.
             return_frames: Fill :attr:`FramePrediction.frame` (the original frame, for overlays).
 
@@ -224,11 +241,15 @@ class VideoPredictor:
             ValueError: an empty expression, a video without frames, or a float frame with
                 NaN / inf values (its index named; ``model.allow_non_finite = True`` allows).
         """
-        expressions = check_expressions(expressions)
+        if not isinstance(expressions, Mapping):
+            expressions = check_expressions(expressions)
         source = self.open(video)
         height, width = source.height, source.width
-        input_size = model_input_size(height, width, self.size, self.size_divisor)
         text = self._encode(expressions)
+        if self.protocol.query != "model":
+            yield from self._protocol_iter(source, text, return_probs, return_frames)
+            return
+        input_size = model_input_size(height, width, self.size, self.size_divisor)
         clip_len, stride = self.clip_len, self.clip_len - self.overlap
 
         inputs: dict[int, torch.Tensor] = {}  # frame index -> (3, h, w) model input
@@ -247,11 +268,7 @@ class VideoPredictor:
                 if frame is None:
                     done = True
                     return
-                if frame.is_floating_point() and not allow and not bool(frame.isfinite().all()):
-                    raise ValueError(
-                        f"frame {seen} of video {source.name!r} holds NaN or infinite values; "
-                        "clean the video, or set model.allow_non_finite = True to run anyway"
-                    )
+                _check_finite(frame, seen, source.name, allow)
                 inputs[seen] = self._preprocess(frame, input_size)
                 if return_frames:
                     originals[seen] = _to_uint8(frame).cpu()
@@ -301,8 +318,35 @@ class VideoPredictor:
             yield from finalise(seen)
             return
 
-    def _encode(self, expressions: list[str]) -> TextFeatures:
-        tokens = self.model.tokenize(expressions)
+    def _protocol_iter(
+        self, source: VideoSource, text: TextFeatures, return_probs: bool, return_frames: bool
+    ) -> Iterator[FramePrediction]:
+        allow = bool(getattr(self.model, "allow_non_finite", False))
+
+        def read() -> Iterator[torch.Tensor]:
+            for index, frame in enumerate(source):
+                _check_finite(frame, index, source.name, allow)
+                yield frame
+
+        results = protocol_frames(
+            self.model, read, (source.height, source.width), text, self.protocol,
+            device=self.device, autocast=self._autocast, name=source.name,
+        )  # fmt: skip
+        for index, probs, masks, frame in results:
+            kept_probs = probs.cpu() if return_probs else None
+            kept_frame = _to_uint8(frame).cpu() if return_frames else None
+            yield FramePrediction(index, masks.cpu(), kept_probs, kept_frame)
+
+    def _encode(self, expressions: str | Sequence[str] | Mapping) -> TextFeatures:
+        if isinstance(expressions, Mapping):
+            tokens = dict(expressions)
+            if "input_ids" not in tokens or "attention_mask" not in tokens:
+                raise ValueError(
+                    "tokenized expressions must hold 'input_ids' and 'attention_mask', got keys "
+                    f"{sorted(tokens)}"
+                )
+        else:
+            tokens = self.model.tokenize(expressions)
         ids = tokens["input_ids"].to(self.device)
         mask = tokens["attention_mask"].to(self.device)
         with self._autocast():
@@ -337,6 +381,14 @@ class VideoPredictor:
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return torch.sigmoid(logits)
+
+
+def _check_finite(frame: torch.Tensor, index: int, name: str, allow: bool) -> None:
+    if frame.is_floating_point() and not allow and not bool(frame.isfinite().all()):
+        raise ValueError(
+            f"frame {index} of video {name!r} holds NaN or infinite values; "
+            "clean the video, or set model.allow_non_finite = True to run anyway"
+        )
 
 
 def _to_uint8(frame: torch.Tensor) -> torch.Tensor:

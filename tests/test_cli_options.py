@@ -77,7 +77,7 @@ def test_print_config_reads_back(tmp_path, capsys) -> None:
 def test_unknown_options_list_the_valid_ones(capsys) -> None:
     assert main(["train", "--lrr", "1"]) == 2
     err = capsys.readouterr().err
-    assert "unknown option --lrr (did you mean --lr?); valid options: " in err
+    assert "unknown option --lrr (did you mean --lr or --lr-drops?); valid options: " in err
     assert "--batch-size" in err and "--no-progress" not in err
     assert main(["train", "--trainer.lrr", "1"]) == 2
     err = capsys.readouterr().err

@@ -217,8 +217,8 @@ def test_the_model_returns_named_loss_terms_that_sum_to_the_loss() -> None:
     torch.testing.assert_close(sum(terms.values()), expected)
 
 
-def test_the_trainer_logs_every_loss_term() -> None:
-    trainer = Trainer(create_model("tiny"), _data(4), config=_config(Path("unused"), 1))
+def test_the_trainer_logs_every_loss_term(tmp_path) -> None:
+    trainer = Trainer(create_model("tiny"), _data(4), config=_config(tmp_path / "unused", 1))
     trainer.output_dir = None
     record = trainer.fit()[0]
     assert {"train_loss", "train_bce", "train_dice", "train_focal", "train_iou"} <= set(record)

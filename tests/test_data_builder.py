@@ -45,7 +45,8 @@ def _same_items(left, right) -> None:
 
 
 def test_list_datasets_and_registry() -> None:
-    names = ["a2d", "davis", "jhmdb", "synthetic", "youtube-vos", "ytvos"]
+    names = ["a2d", "davis", "jhmdb", "refcoco", "refcoco+", "refcoco-all", "refcocog"]
+    names += ["refcocog-google", "synthetic", "youtube-vos", "ytvos", "ytvos+refcoco"]
     assert list_datasets() == names == dataset_names()
     assert list_datasets("*vos") == ["youtube-vos", "ytvos"] and list_datasets("x*") == []
     assert isinstance(DATASETS.get("davis"), DatasetBuilder)
@@ -55,7 +56,7 @@ def test_list_datasets_and_registry() -> None:
 
 
 def test_unknown_dataset_lists_the_valid_ones() -> None:
-    message = r"unknown dataset 'kitti'; registered datasets: a2d, davis, jhmdb, synthetic"
+    message = r"unknown dataset 'kitti'; registered datasets: a2d, davis, jhmdb, refcoco, "
     with pytest.raises(KeyError, match=message):
         build_datasets(DataConfig(dataset="kitti"))
     with pytest.raises(KeyError, match=message):

@@ -142,3 +142,56 @@ def test_model_card_metadata_reads_back_with_huggingface_hub(tmp_path) -> None:
 def test_model_card_needs_an_architecture() -> None:
     with pytest.raises(ValueError, match="config needs an 'architecture' entry"):
         model_card({"name": "x"})
+
+
+def test_from_pretrained_and_create_model_take_hub_names(tmp_path, hub_cache) -> None:
+    from rvoslib import RVOSModel, SegmentationModel
+
+    torch.manual_seed(0)
+    model = create_model("tiny").eval()
+    cache_model(hub_cache, "org/tiny", model.save_pretrained(tmp_path / "saved"))
+    frames = torch.rand(1, 2, 3, 64, 64)
+    tokens = model.tokenize(["the red circle"])
+    expected = model(frames, tokens["input_ids"], tokens["attention_mask"])
+    for loaded in (
+        RVOSModel.from_pretrained("org/tiny"),
+        SegmentationModel.from_pretrained("hf-hub:org/tiny"),
+        create_model("hf-hub:org/tiny"),
+        create_model(str(tmp_path / "saved")),
+    ):
+        out = loaded.eval()(frames, tokens["input_ids"], tokens["attention_mask"])
+        assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match="pass no overrides"):
+        create_model("hf-hub:org/tiny", fusion={"num_heads": 2})
+    with pytest.raises(HubModelNotFoundError, match="'org/other'"):
+        RVOSModel.from_pretrained("org/other")
+
+
+def test_saved_folders_carry_a_model_card(tmp_path) -> None:
+    from huggingface_hub import ModelCard
+
+    folder = create_model("mttr-tiny").save_pretrained(tmp_path / "m")
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "rvoslib" and "mttr" in card.data.tags
+    assert "arxiv.org/abs/2111.14821" in card.text
+    custom = create_model("tiny").save_pretrained(tmp_path / "c", card="# mine\n")
+    assert (custom / "README.md").read_text() == "# mine\n"
+
+
+def test_trainer_checkpoints_carry_the_run_metrics_in_their_card(tmp_path) -> None:
+    from huggingface_hub import ModelCard
+
+    from rvoslib.data import DataConfig, build_datasets
+    from rvoslib.training import Trainer, TrainerConfig
+
+    data = DataConfig(size=32, num_frames=2, train_videos=4, val_videos=1, val_frames=2)
+    train, val = build_datasets(data, seed=0)
+    config = TrainerConfig(epochs=1, batch_size=4, progress=False, device="cpu",
+                           output_dir=str(tmp_path / "run"), tensorboard=False)  # fmt: skip
+    trainer = Trainer(create_model("tiny"), train, val, config,
+                      run_info={"data": data.to_dict()})  # fmt: skip
+    history = trainer.fit()
+    card = ModelCard.load(tmp_path / "run" / "last" / "README.md")
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values["JF"] == pytest.approx(history[-1]["JF"])
+    assert card.data.datasets == ["synthetic"]

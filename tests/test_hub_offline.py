@@ -63,18 +63,21 @@ def test_hub_is_offline_reads_both_variables(monkeypatch) -> None:
     assert _hub.hub_is_offline()
 
 
-def test_torchvision_weights_not_cached_and_unreachable(tmp_path, monkeypatch) -> None:
+def test_a_failed_torchvision_download_names_the_url_and_file(tmp_path, monkeypatch) -> None:
+    from urllib.error import URLError
+
     import torch
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    weights = SimpleNamespace(url=f"{CLOSED}/models/resnet-abc.pth")
-    with pytest.raises(_hub.HubUnavailableError) as error:
-        _hub.require_torchvision_weights(weights)
-    assert str(tmp_path / "checkpoints" / "resnet-abc.pth") in str(error.value)
-    assert "--pretrained" in str(error.value)
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "resnet-abc.pth").write_bytes(b"")
-    _hub.require_torchvision_weights(weights)  # cached: no probe, no error
+    weights = SimpleNamespace(url="https://example.invalid/models/resnet-abc.pth")
+    with pytest.raises(_hub.HubUnavailableError) as error, _hub.torchvision_download(weights):
+        raise URLError("[Errno -2] Name or service not known")
+    message = str(error.value)
+    assert str(tmp_path / "checkpoints" / "resnet-abc.pth") in message
+    assert weights.url in message and "--pretrained" in message
+    # other errors pass through unchanged
+    with pytest.raises(ValueError, match="other"), _hub.torchvision_download(weights):
+        raise ValueError("other")
 
 
 def test_rvos_train_with_a_hub_text_model_offline_fails_fast(tmp_path, monkeypatch, capsys):

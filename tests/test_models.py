@@ -322,7 +322,7 @@ def test_kind_specific_loading_names_the_other_kind(tmp_path) -> None:
 def test_presets_registry_lists_filters_and_describes() -> None:
     from rvoslib.models import PRESETS, register_preset
 
-    assert list_presets("mttr*") == ["mttr-swin-t", "mttr-tiny"]
+    assert list_presets("mttr*") == ["mttr-swin-t", "mttr-swin-t-rvoslib", "mttr-tiny"]
     assert list_presets() == PRESETS.names()
     assert "quickstart" in PRESETS.describe("tiny-motion")
     register_preset("test-tiny", lambda: rvoslib.get_preset_config("tiny"), "a copy")

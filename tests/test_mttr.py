@@ -369,7 +369,8 @@ def test_preset_functions() -> None:
     assert losh_tiny().cross_attention["name"] == "long_short"
     assert losh_tiny().criterion["flow_weight"] == 0
     assert mttr_tiny().criterion == plain_spec(MTTR_CRITERION)
-    assert set(PRESET_DESCRIPTIONS) == {"mttr-swin-t", "mttr-tiny", "losh-mttr-swin-t",
+    assert set(PRESET_DESCRIPTIONS) == {"mttr-swin-t", "mttr-swin-t-rvoslib", "mttr-tiny",
+                                        "losh-mttr-swin-t", "losh-mttr-swin-t-rvoslib",
                                         "losh-tiny"}  # fmt: skip
 
 

@@ -157,7 +157,7 @@ def test_text_encoder_builds_known_architectures_offline() -> None:
 
 
 def test_text_encoder_pooling_validated() -> None:
-    with pytest.raises(ValueError, match="pooling must be 'cls' or 'mean', got 'max'"):
+    with pytest.raises(ValueError, match="pooling must be 'cls', 'mean' or 'pooler', got 'max'"):
         TextEncoder("x", config=TINY_BERT, pooling="max")
 
 

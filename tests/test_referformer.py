@@ -176,7 +176,8 @@ def test_config_round_trip_and_presets() -> None:
     assert published.transformer["num_queries"] == 5
     assert published.mask_head["hidden_channels"] == 8
     soc = soc_swin_t()
-    assert soc.transformer == {"name": "deformable_soc", "num_queries": 20}
+    assert soc.transformer == {"name": "deformable_soc", "num_queries": 20,
+                               "text_positions": "original"}  # fmt: skip
     assert soc.pixel_decoder == {"name": "fpn_text", "out_channels": 8}
     assert soc_tiny().backbone["temporal_shift_stages"] == [0, 1]
 

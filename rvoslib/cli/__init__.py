@@ -30,6 +30,8 @@ SUBCOMMANDS = {
     "predict": "rvoslib.cli.predict",
     "export": "rvoslib.cli.export",
     "bench": "rvoslib.cli.bench",
+    "convert": "rvoslib.cli.convert",
+    "demo": "rvoslib.cli.demo",
 }
 _SUMMARIES = {
     "train": "train a model (runs the quickstart recipe by default)",
@@ -37,6 +39,8 @@ _SUMMARIES = {
     "predict": "segment objects in a video (by expression or first-frame mask)",
     "export": "export a model to ONNX / TorchScript / torch.export",
     "bench": "benchmark forward/backward/train step/inference",
+    "convert": "convert a published MTTR / ReferFormer / SOC / LoSh checkpoint",
+    "demo": 'a browser demo of a checkpoint (Gradio; pip install "rvoslib[demo]")',
 }
 
 

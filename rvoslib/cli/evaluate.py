@@ -25,6 +25,14 @@ frame names come from the dataset's files and are checked to be plain file names
 work; every file written lies inside ``--out``. Ref-YouTube-VOS
 (``--dataset ytvos``) writes the submission layout and zip; A2D-Sentences and JHMDB-Sentences
 report both mAP variants, P@K and the IoUs.
+
+``--inference-protocol NAME`` predicts every video as a published system's inference script
+does (``mttr``, ``referformer-ytvos``, ``referformer-davis``, ``soc``, ``soc-davis``: the resize
+from the original frames, one query per video or per clip, the upsampling and threshold;
+``rvoslib.inference_protocols``), which needs the frames at their original size (no
+``--size``); ``--clip-len`` and ``--threshold`` are then not used. The default is the
+checkpoint's own (a converted published checkpoint's system), else ``rvoslib``. It does not
+change ``--protocol`` (which frames are scored and how).
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from rvoslib._io import atomic_write_text
+from rvoslib.cli.convert import CHECKPOINT_HELP, add_original_options, load_model
 from rvoslib.cli.options import CommandLine
+from rvoslib.cli.predict import add_inference_protocol_option
 
 __all__ = ["EVAL_DEFAULTS", "by_kind", "command_line", "run"]
 
@@ -54,7 +64,8 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
 
     cli = CommandLine("rvos eval", __doc__)
     source = cli.mutually_exclusive(required=True)
-    cli.add("--checkpoint", group=source, help="model folder (written by save_pretrained)")
+    cli.add("--checkpoint", group=source, help=CHECKPOINT_HELP)
+    add_original_options(cli)
     cli.add(
         "--predictions",
         group=source,
@@ -88,6 +99,7 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     )
     cli.add("--clip-len", type=int | None, default=None, help="frames per forward pass")
     cli.add("--threshold", type=float, default=0.5, help="probability threshold of the masks")
+    add_inference_protocol_option(cli)
     cli.add("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
     cli.add(
         "--out",
@@ -132,7 +144,7 @@ def run(args: Any) -> int:
         return _ytvos(model, dataset, collate, device, config, args)
     if config.dataset in ("a2d", "jhmdb"):
         return _annotated_frames(model, dataset, collate, device, config, args)
-    print(json.dumps({"protocol": protocol}))
+    print(json.dumps({"protocol": protocol, **_inference_entry(args)}))
     if protocol == "refer-davis":
         return _refer_davis(model, dataset, collate, device, config, args)
     kinds: dict[tuple[str, str], str] = {}
@@ -145,7 +157,7 @@ def run(args: Any) -> int:
             writer(prediction)
 
     result = _evaluate(model, dataset, collate, device, args, protocol, record)
-    summary = {"protocol": protocol, **result.summary}
+    summary = {"protocol": protocol, **_inference_entry(args), **result.summary}
     if args.by_kind:
         summary["by_kind"] = by_kind(result.per_sequence, kinds)
     if args.out is not None:
@@ -187,14 +199,24 @@ def _load(args: Any, config: Any) -> tuple[Any, Any, Any, Any]:
     device; the data is checked to fit the model (the data functions name what is missing)."""
     from rvoslib.cli.train import check_fit
     from rvoslib.data import build_eval_dataset, collator_for
-    from rvoslib.models import SegmentationModel
     from rvoslib.training import init_distributed
 
     dataset = build_eval_dataset(config, seed=args.seed)
-    model = SegmentationModel.from_pretrained(args.checkpoint)
+    model = load_model(args)
     check_fit(model, dataset, config, fix="--task {task}")
+    args.inference_protocol = (
+        getattr(args, "inference_protocol", None)
+        or getattr(model, "inference_protocol", None)
+        or "rvoslib"
+    )
     device = init_distributed(args.device).device
     return model.to(device).eval(), dataset, collator_for(model.inputs), device
+
+
+def _inference_entry(args: Any) -> dict[str, str]:
+    """``{"inference_protocol": NAME}`` when it is not rvoslib's own (else nothing)."""
+    name = getattr(args, "inference_protocol", None)
+    return {"inference_protocol": name} if name not in (None, "rvoslib") else {}
 
 
 def _evaluate(
@@ -212,6 +234,7 @@ def _evaluate(
         protocol="all" if protocol == "refer-davis" else protocol,
         on_prediction=record,
         compute_loss=False,  # scores only: a loss may need training-only keys (LoSh's flow)
+        inference=getattr(args, "inference_protocol", None),
     )
 
 
@@ -319,6 +342,7 @@ def _ytvos(model: Any, dataset: Any, collate: Any, device: Any, config: Any, arg
         threshold=args.threshold,
         on_prediction=write,
         compute_loss=False,
+        inference=getattr(args, "inference_protocol", None),
     )
     archive = zip_submission(out)
     split = getattr(dataset, "split", config.val_split)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rvoslib.cli.convert import CHECKPOINT_HELP, add_original_options, load_model
 from rvoslib.cli.options import CommandLine
 
 __all__ = ["command_line", "run"]
@@ -22,7 +23,8 @@ __all__ = ["command_line", "run"]
 def command_line(argv: Sequence[str] = ()) -> CommandLine:
     """The parser of ``rvos export``."""
     cli = CommandLine("rvos export", __doc__)
-    cli.add("--checkpoint", required=True, help="model folder (written by save_pretrained)")
+    cli.add("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    add_original_options(cli)
     cli.add(
         "--format",
         choices=("onnx", "torchscript", "export"),
@@ -54,7 +56,6 @@ def run(args: Any) -> int:
         export_model,
         second_shape_inputs,
     )
-    from rvoslib.models import SegmentationModel
 
     if args.check and args.format != "onnx":
         raise ValueError(f"--check compares ONNX with onnxruntime; --format is {args.format!r}")
@@ -71,7 +72,7 @@ def run(args: Any) -> int:
             _require("onnx", "onnxscript", *(["onnxruntime"] if args.check else []))
         except ModuleNotFoundError as error:  # before the model is loaded
             raise ValueError(f"--format onnx{' --check' * args.check}: {error}") from None
-    model = SegmentationModel.from_pretrained(args.checkpoint).eval()
+    model = load_model(args).eval()
     check_exportable(model, args.format)
     inputs = example_inputs(model, num_frames=args.frames, height=args.height, width=args.width)
     if args.check:  # the file is written only once the check at a second shape passed

@@ -14,6 +14,13 @@ a non-empty ``DIR`` is refused unless ``--overwrite``)::
 
 ``--format davis`` writes indexed PNGs with the DAVIS palette (object 1 = dark red);
 ``--format ytvos`` writes greyscale PNGs with values 0/255.
+
+``--inference-protocol NAME`` runs a referring model as a published system's inference script
+does (``mttr``, ``referformer-ytvos``, ``referformer-davis``, ``soc``, ``soc-davis``: its
+resize rule, one query per video or per clip, its upsampling and threshold;
+``rvoslib.inference_protocols``); ``--clip-len``, ``--overlap``, ``--size`` and
+``--threshold`` are then not used. The default is the checkpoint's own (a converted published
+checkpoint's system), else ``rvoslib`` (overlapping clips, averaged).
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from rvoslib.cli.convert import CHECKPOINT_HELP, add_original_options, load_model
 from rvoslib.cli.options import CommandLine
 
-__all__ = ["command_line", "run"]
+__all__ = ["add_inference_protocol_option", "command_line", "run"]
 
 FORMATS = ("davis", "ytvos")
 #: The option giving each kind of model input (``model.inputs.kind``).
@@ -41,7 +49,8 @@ _QUERY_OPTION = {"text": "--text EXPRESSION", "first_mask": "--mask FIRST_FRAME.
 def command_line(argv: Sequence[str] = ()) -> CommandLine:
     """The parser of ``rvos predict``."""
     cli = CommandLine("rvos predict", __doc__)
-    cli.add("--checkpoint", required=True, help="model folder (written by save_pretrained)")
+    cli.add("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    add_original_options(cli)
     cli.add("--video", required=True, help="a frame folder or a video file")
     query = cli.mutually_exclusive(required=True)
     cli.add(
@@ -72,6 +81,7 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     cli.add("--overlap", type=int, default=2, help="frames shared by consecutive clips")
     cli.add("--size", type=int, default=360, help="shorter side of the frames fed to the model")
     cli.add("--threshold", type=float, default=0.5, help="probability threshold of the masks")
+    add_inference_protocol_option(cli)
     cli.add("--workers", type=int, default=4, help="decoding and writing threads")
     cli.add(
         "--skip-corrupt-frames",
@@ -87,6 +97,22 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     )
     cli.add("--no-progress", action="store_true", help="hide the progress bar")
     return cli
+
+
+def add_inference_protocol_option(cli: CommandLine) -> None:
+    """``--inference-protocol NAME`` (a registered inference protocol; default: the model's)."""
+    from rvoslib.inference_protocols import INFERENCE_PROTOCOLS
+
+    cli.add(
+        "--inference-protocol",
+        choices=tuple(INFERENCE_PROTOCOLS.names()),
+        default=None,
+        help="how the video is run: a published system's inference script (mttr, "
+        "referformer-ytvos, referformer-davis, soc, soc-davis: their resize rule, one query per "
+        "video or per clip, their upsampling; --clip-len, --overlap, --size and --threshold are "
+        "then unused) or rvoslib (overlapping clips averaged); default: the checkpoint's own, "
+        "else rvoslib",
+    )
 
 
 def _png_bytes(mask: np.ndarray, fmt: str) -> bytes:
@@ -132,7 +158,6 @@ def run(args: Any) -> int:
     from rvoslib._distributed import _pick_device
     from rvoslib._io import atomic_directory
     from rvoslib.inference import check_expressions
-    from rvoslib.models import SegmentationModel
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -145,8 +170,13 @@ def run(args: Any) -> int:
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
     expressions = check_expressions(args.text) if args.text else None
+    if expressions is None and getattr(args, "inference_protocol", None) is not None:
+        raise ValueError(
+            f"--inference-protocol {args.inference_protocol} is for referring models (--text); "
+            "a VOS model given --mask has no inference protocol"
+        )
     device = _pick_device(args.device or "auto", 0)
-    model = SegmentationModel.from_pretrained(args.checkpoint)
+    model = load_model(args)
     given = "first_mask" if args.mask is not None else "text"
     if model.inputs.kind != given:
         raise ValueError(
@@ -185,6 +215,7 @@ def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, 
         threshold=args.threshold,
         num_workers=args.workers,
         on_corrupt=_on_corrupt(args),
+        protocol=getattr(args, "inference_protocol", None),
     )
     source = predictor.open(args.video)
     names = [p.stem for p in source.files] if isinstance(source, FrameFolderSource) else None
@@ -214,6 +245,7 @@ def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, 
         "checkpoint": str(args.checkpoint),
         "format": args.format,
         "expressions": dict(enumerate(expressions)),
+        "inference_protocol": predictor.protocol.name,
         "frames": count,
         "height": source.height,
         "width": source.width,

@@ -38,6 +38,8 @@ from rvoslib.data.expressions import (
 from rvoslib.data.frame_query import AnnotatedFrameDataset, FrameQueryRecord, instance_boxes
 from rvoslib.data.io import ImageReadError, parse_refdavis_text, read_frame, read_mask
 from rvoslib.data.jhmdb import JHMDBSentencesDataset, read_puppet_masks
+from rvoslib.data.pseudo_clip import PseudoClipAugmenter, make_pseudo_clip
+from rvoslib.data.refcoco import RefCOCODataset
 from rvoslib.data.short_text import extract_short_text, short_texts
 from rvoslib.data.synthetic import SyntheticRVOSDataset, SyntheticScene
 from rvoslib.data.synthetic_vos import SyntheticVOSDataset
@@ -71,8 +73,10 @@ __all__ = [
     "FrameQueryRecord",
     "ImageReadError",
     "JHMDBSentencesDataset",
+    "PseudoClipAugmenter",
     "RVOSCollator",
     "RecordDataset",
+    "RefCOCODataset",
     "RefDAVISDataset",
     "RefDAVISText",
     "RefYouTubeVOSDataset",
@@ -94,6 +98,7 @@ __all__ = [
     "list_datasets",
     "load_refdavis_text",
     "load_youtube_vos_meta",
+    "make_pseudo_clip",
     "parse_refdavis_text",
     "read_a2d_instances",
     "read_frame",

@@ -37,10 +37,15 @@ class DataConfig:
         dataset: A registered dataset kind (:func:`~rvoslib.data.list_datasets`):
             ``synthetic``, ``davis`` (Ref-DAVIS17 / DAVIS-2017), ``ytvos`` (Ref-YouTube-VOS),
             ``youtube-vos`` (YouTube-VOS, VOS task only), ``a2d`` (A2D-Sentences), ``jhmdb``
-            (JHMDB-Sentences, evaluation only).
+            (JHMDB-Sentences, evaluation only), ``refcoco``, ``refcoco+``, ``refcocog``,
+            ``refcocog-google``, ``refcoco-all`` (images as clips) and ``ytvos+refcoco``
+            (ReferFormer's joint training).
         task: ``rvos`` (a sentence per clip) or ``vos`` (the first frame's mask per clip,
             ``first_mask``); the model must solve the same task.
         root: Dataset root folder (not used by ``synthetic``).
+        coco_root: The COCO folder of RefCOCO/+/g (``train2014/``, ``refcoco*/``) for the joint
+            dataset ``ytvos+refcoco``, whose ``root`` is Ref-YouTube-VOS; None: ``coco`` next
+            to ``root`` (ReferFormer's ``data/ref-youtube-vos`` and ``data/coco``).
         train_split: Split to train on.
         val_split: Split to validate on (``davis``) and to evaluate on
             (:func:`build_eval_dataset`).
@@ -67,6 +72,7 @@ class DataConfig:
     dataset: str = "synthetic"
     task: str = "rvos"
     root: str | None = None
+    coco_root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     num_frames: int = 4
@@ -93,6 +99,11 @@ class DataConfig:
             raise ValueError(f"unknown attributes {unknown}; valid attributes: {valid}")
         if self.zero_first_mask and (self.task != "vos" or self.dataset != "synthetic"):
             raise ValueError("zero_first_mask is a control of the synthetic VOS task (--task vos)")
+        if self.coco_root is not None and self.dataset != "ytvos+refcoco":
+            raise ValueError(
+                "coco_root is the COCO folder of the joint dataset 'ytvos+refcoco'; the "
+                f"RefCOCO kinds take it as root. Got dataset {self.dataset!r}"
+            )
         if (self.long_expressions or self.flow) and self.dataset != "synthetic":
             raise ValueError(
                 "long_expressions and flow are options of the synthetic dataset, got dataset "

@@ -160,6 +160,9 @@ class ExpressionClipDataset(RecordDataset):
             "frames": frames,
             "masks": masks,
             "valid": valid,
+            # the object is in the full-size frame (MTTR's is_ref_inst_visible, taken before any
+            # resize); the set criterion reads it with conventions visibility="labels"
+            "visible": np.asarray(masks).reshape(len(chosen), -1).any(1),
             "expression": record.expression,
             "video_id": record.video_id,
             "frame_ids": [record.frame_ids[i] for i in chosen],

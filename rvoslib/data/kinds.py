@@ -1,5 +1,6 @@
 """Dataset kinds: the registry :data:`DATASETS` and the built-in kinds (synthetic, DAVIS,
-Ref-YouTube-VOS, YouTube-VOS, A2D-Sentences, JHMDB-Sentences).
+Ref-YouTube-VOS, YouTube-VOS, A2D-Sentences, JHMDB-Sentences, RefCOCO/+/g and the joint
+Ref-YouTube-VOS + RefCOCO set).
 
 Each kind is a :class:`DatasetBuilder`: how to build the training and held-out sets of a
 :class:`~rvoslib.data.DataConfig`, and the set it is evaluated on.
@@ -289,3 +290,44 @@ DATASETS.register(
     DatasetBuilder(evaluation=_jhmdb_eval),
     description="JHMDB-Sentences (rvos, evaluation only)",
 )
+
+
+#: RefCOCO kinds (their datasets: :data:`rvoslib.data.joint.REFCOCO_KINDS`) -> description.
+_REFCOCO_KINDS = {
+    "refcoco": "RefCOCO unc, images as clips (rvos only)",
+    "refcoco+": "RefCOCO+ unc, images as clips (rvos only)",
+    "refcocog": "RefCOCOg umd, images as clips (rvos only)",
+    "refcocog-google": "RefCOCOg google, images as clips (rvos only)",
+    "refcoco-all": "RefCOCO + RefCOCO+ + RefCOCOg, ReferFormer's image pretraining (rvos only)",
+}
+
+
+def _register_refcoco(name: str, description: str) -> None:
+    def train(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+        from rvoslib.data.joint import REFCOCO_KINDS, build_refcoco
+
+        return build_refcoco(config, REFCOCO_KINDS[name], seed)
+
+    def evaluation(config: DataConfig, seed: int) -> Dataset:
+        from rvoslib.data.joint import REFCOCO_KINDS, build_refcoco_eval
+
+        return build_refcoco_eval(config, REFCOCO_KINDS[name], seed)
+
+    register_dataset(name, evaluation=evaluation, description=description)(train)
+
+
+for _name, _description in _REFCOCO_KINDS.items():
+    _register_refcoco(_name, _description)
+
+
+@register_dataset(
+    "ytvos+refcoco",
+    evaluation=_ytvos_eval,
+    description="Ref-YouTube-VOS + RefCOCO/+/g pseudo clips, ReferFormer's joint training",
+)
+def _ytvos_refcoco(config: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    from rvoslib.data.joint import build_joint
+    from rvoslib.data.ytvos import RefYouTubeVOSDataset
+
+    _require_task(config, "rvos")
+    return build_joint(config, _split_train(config, RefYouTubeVOSDataset))

@@ -14,6 +14,7 @@ from rvoslib.losses.contrastive import (
     mean_token_features,
     video_text_contrastive_loss,
 )
+from rvoslib.losses.conventions import CONVENTIONS, SetConventions, resolve_conventions
 from rvoslib.losses.criteria import QuerySetCriterion, SOCCriterion, query_targets
 from rvoslib.losses.flow import (
     FlowConsistencyLoss,
@@ -49,6 +50,7 @@ from rvoslib.losses.segmentation import (
 from rvoslib.losses.set_criterion import LOSS_KEYS, SetCriterion, gather_matched
 
 __all__ = [
+    "CONVENTIONS",
     "CRITERIA",
     "FLOW_ESTIMATORS",
     "LOSS_KEYS",
@@ -63,6 +65,7 @@ __all__ = [
     "QuerySetCriterion",
     "RVOSLoss",
     "SOCCriterion",
+    "SetConventions",
     "SetCriterion",
     "VideoTextContrastiveLoss",
     "bce_loss",
@@ -85,6 +88,7 @@ __all__ = [
     "query_targets",
     "referred_flow_loss",
     "referred_query_index",
+    "resolve_conventions",
     "sigmoid_focal_loss",
     "video_text_contrastive_loss",
     "warp",

@@ -19,7 +19,9 @@ __all__ = [
     "TARGET_KEYS",
     "check_outputs",
     "focal_terms",
+    "mask_pairs",
     "prepare_targets",
+    "subsample_targets",
     "upsample",
 ]
 
@@ -28,7 +30,7 @@ TARGET_KEYS = ("masks", "target_valid", "referred", "frame_valid")
 
 
 def prepare_targets(
-    targets: Mapping[str, torch.Tensor], with_boxes: bool = True
+    targets: Mapping[str, torch.Tensor], with_boxes: bool = True, box_extent: str = "pixels"
 ) -> dict[str, torch.Tensor]:
     """Check the targets and add ``visible`` (and ``boxes``) when they are missing.
 
@@ -37,6 +39,8 @@ def prepare_targets(
             ``referred (B, M)`` bool, ``frame_valid (B, T)`` bool (frames with ground truth);
             optionally ``visible (B, M, T)`` bool and ``boxes (B, M, T, 4)`` normalised cxcywh.
         with_boxes: Add ``boxes`` when missing (skip it when no box term is used).
+        box_extent: ``extent`` of :func:`~rvoslib.losses.boxes.masks_to_boxes` for the added
+            boxes (``"pixels"`` or ``"indices"``).
 
     Returns:
         A new dict with the input keys plus ``visible`` (mask non-empty) and, if ``with_boxes``,
@@ -83,7 +87,7 @@ def prepare_targets(
     if "boxes" in targets:
         prepared["boxes"] = targets["boxes"]
     elif with_boxes:
-        prepared["boxes"] = masks_to_boxes(masks)
+        prepared["boxes"] = masks_to_boxes(masks, box_extent)
     return prepared
 
 
@@ -135,12 +139,20 @@ def check_outputs(
 
 
 def focal_terms(
-    logits: torch.Tensor, alpha: float, gamma: float
+    logits: torch.Tensor, alpha: float, gamma: float, eps: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-element focal loss for a positive and for a negative label, from logits."""
+    """Per-element focal loss for a positive and for a negative label, from logits.
+
+    ``eps=None`` takes the exact ``-log(sigmoid(x)) = softplus(-x)``; a number takes
+    ``-log(p + eps)`` and ``-log(1 - p + eps)`` (ReferFormer's matcher, ``eps = 1e-8``).
+    """
     probs = torch.sigmoid(logits)
-    pos = (1 - probs) ** gamma * F.softplus(-logits)
-    neg = probs**gamma * F.softplus(logits)
+    if eps is None:
+        log_pos, log_neg = F.softplus(-logits), F.softplus(logits)
+    else:
+        log_pos, log_neg = -(probs + eps).log(), -(1 - probs + eps).log()
+    pos = (1 - probs) ** gamma * log_pos
+    neg = probs**gamma * log_neg
     if alpha >= 0:
         pos, neg = alpha * pos, (1 - alpha) * neg
     return pos, neg
@@ -152,3 +164,33 @@ def upsample(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return masks
     flat = F.interpolate(masks.flatten(0, -3)[:, None], size=size, mode="bilinear")
     return flat[:, 0].view(*masks.shape[:-2], *size)
+
+
+def subsample_targets(masks: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
+    """ReferFormer's stride-``stride`` targets: ``(..., H, W)`` zero-padded at the bottom/right to
+    ``stride x size``, then every ``stride``-th pixel from ``stride // 2`` -> ``(..., *size)``.
+
+    Raises:
+        ValueError: the targets are larger than ``stride x size``.
+    """
+    height, width = (stride * side for side in size)
+    if masks.shape[-2] > height or masks.shape[-1] > width:
+        raise ValueError(
+            f"target masks {tuple(masks.shape[-2:])} exceed mask_stride={stride} x the "
+            f"predicted size {tuple(size)} = {(height, width)}; subsampled targets need "
+            "predictions at 1/mask_stride of the (padded) frame size"
+        )
+    padded = F.pad(masks, (0, width - masks.shape[-1], 0, height - masks.shape[-2]))
+    start = stride // 2
+    return padded[..., start::stride, start::stride]
+
+
+def mask_pairs(
+    pred: torch.Tensor, gt: torch.Tensor, resolution: str, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted logits ``(..., h, w)`` and targets ``(..., H, W)`` at one size: predictions
+    upsampled to ``(H, W)`` (``"upsample"``) or targets subsampled to ``(h, w)``
+    (``"subsample"``, :func:`subsample_targets`)."""
+    if resolution == "upsample":
+        return upsample(pred, tuple(gt.shape[-2:])), gt
+    return pred, subsample_targets(gt, tuple(pred.shape[-2:]), stride)

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rvoslib.losses._set_inputs import prepare_targets
+from rvoslib._checks import format_shape
 from rvoslib.losses.contrastive import video_text_contrastive_loss
+from rvoslib.losses.conventions import SetConventions, resolve_conventions
 from rvoslib.losses.matching import MATCHER_WEIGHTS, HungarianMatcher, referred_query_index
 from rvoslib.losses.registry import CRITERIA
 from rvoslib.losses.set_criterion import SetCriterion
@@ -36,30 +37,80 @@ __all__ = ["QuerySetCriterion", "SOCCriterion", "query_targets"]
 _SUPERVISED_KEYS = ("is_referred", "masks", "boxes")
 
 
-def query_targets(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def query_targets(
+    batch: Mapping[str, Any], conventions: str | dict | SetConventions | None = None
+) -> dict[str, torch.Tensor]:
     """The set-criterion targets of a collated batch.
 
     A referring batch has one target per clip, the referred object (``masks (B, T, H, W)``).
     Datasets that annotate every object of a frame (A2D-Sentences) add ``instance_masks``, a
     list of ``(M_i, T, H, W)`` tensors, and ``referred``, a list of ``(M_i,)`` bools: they are
-    padded to ``M = max M_i``.
+    padded to ``M = max M_i`` (unless ``conventions.objects == "referred"``: then the referred
+    object is the only target, as in ReferFormer).
+
+    With ``conventions.visibility == "labels"`` (MTTR) the referred object is visible in the
+    frames the batch's ``visible`` labels say (``(B, T)`` bool, or a list of ``(T_i,)``; MTTR's
+    ``is_ref_inst_visible``, taken on the full-size masks before resizing), in every frame when
+    the batch has none (MTTR on A2D-Sentences); other objects where their mask is non-empty.
 
     Returns:
         ``masks (B, M, T, H, W)`` float, ``target_valid (B, M)`` bool, ``referred (B, M)``
-        bool, ``frame_valid (B, T)`` bool.
+        bool, ``frame_valid (B, T)`` bool, and ``visible (B, M, T)`` bool with ``"labels"``.
 
     Example:
         >>> targets = query_targets({"masks": torch.ones(2, 3, 4, 4)})
         >>> targets["masks"].shape, targets["referred"].tolist()
         (torch.Size([2, 1, 3, 4, 4]), [[True], [True]])
     """
+    conventions = resolve_conventions(conventions)
+    targets = _object_targets(batch, conventions.objects == "all")
+    if conventions.visibility == "labels":
+        labels = _visibility_labels(batch, targets["frame_valid"].shape)
+        visible = targets["masks"].flatten(-2).amax(-1) > 0.5  # (B, M, T)
+        targets["visible"] = torch.where(targets["referred"][..., None], labels[:, None], visible)
+    return targets
+
+
+def _visibility_labels(batch: Mapping[str, Any], shape: torch.Size) -> torch.Tensor:
+    """The batch's ``visible`` labels as ``(B, T)`` bool (all True when absent)."""
+    device = batch["masks"].device
+    labels = batch.get("visible")
+    if labels is None:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    result = torch.zeros(shape, dtype=torch.bool, device=device)
+    if isinstance(labels, torch.Tensor):
+        labels = list(labels) if labels.ndim == 2 else labels
+    if not isinstance(labels, (list, tuple)) or len(labels) != shape[0]:
+        got = (
+            f"a list of length {len(labels)}"
+            if isinstance(labels, (list, tuple))
+            else format_shape(labels.shape)
+            if isinstance(labels, torch.Tensor)
+            else type(labels).__name__
+        )
+        raise ValueError(
+            f"batch['visible'] must be a (B, T) = {tuple(shape)} bool tensor or a list of "
+            f"B = {shape[0]} (T_i,) flags, got {got}"
+        )
+    for row, flags in enumerate(labels):
+        flags = torch.as_tensor(flags, device=device).bool().flatten()
+        if flags.numel() > shape[1]:
+            raise ValueError(
+                f"batch['visible'][{row}] has {flags.numel()} flags for T={shape[1]} frames"
+            )
+        result[row, : flags.numel()] = flags
+    return result
+
+
+def _object_targets(batch: Mapping[str, Any], all_objects: bool) -> dict[str, torch.Tensor]:
+    """The targets of :func:`query_targets` without visibility labels."""
     masks = batch["masks"]
     device = masks.device
     frame_valid = batch.get("valid")
     if frame_valid is None:
         frame_valid = torch.ones(masks.shape[:2], dtype=torch.bool, device=device)
     instances = batch.get("instance_masks")
-    if not isinstance(instances, (list, tuple)) or not instances:
+    if not all_objects or not isinstance(instances, (list, tuple)) or not instances:
         ones = torch.ones(masks.shape[0], 1, dtype=torch.bool, device=device)
         return {
             "masks": (masks > 0.5).float()[:, None],
@@ -97,6 +148,10 @@ class QuerySetCriterion(nn.Module):
         class_loss: ``"softmax"`` (K = 2 logits, MTTR) or ``"focal"`` (K = 1, ReferFormer).
         aux_loss: Supervise every decoder layer (``True``) or only the last.
         focal_alpha, focal_gamma: Focal parameters of the class and mask focal terms and costs.
+        conventions: ``"rvoslib"`` (default), ``"mttr"``, ``"referformer"``, or a dict of
+            :class:`~rvoslib.losses.conventions.SetConventions` fields over a ``"base"``
+            bundle: the matcher's and the criterion's conventions, and which targets and
+            visibility :func:`query_targets` takes from the batch.
 
     Raises:
         TypeError: ``weights`` or ``matcher`` is not a dict.
@@ -121,6 +176,7 @@ class QuerySetCriterion(nn.Module):
         aux_loss: bool = True,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        conventions: str | dict | SetConventions | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(matcher, Mapping):
@@ -132,7 +188,9 @@ class QuerySetCriterion(nn.Module):
                 "loss and focal parameters are the criterion's)"
             )
         focal = {"focal_alpha": focal_alpha, "focal_gamma": focal_gamma}
-        self.matcher = HungarianMatcher(**dict(matcher), class_loss=class_loss, **focal)
+        self.matcher = HungarianMatcher(
+            **dict(matcher), class_loss=class_loss, conventions=conventions, **focal
+        )
         self.set_criterion = SetCriterion(
             self.matcher, weights, no_object_weight, class_loss, **focal
         )
@@ -167,7 +225,8 @@ class QuerySetCriterion(nn.Module):
         Raises:
             ValueError: a clip has more target objects than the model has queries.
         """
-        return self.set_criterion(self.supervised(outputs), query_targets(batch))
+        targets = query_targets(batch, self.matcher.conventions)
+        return self.set_criterion(self.supervised(outputs), targets)
 
 
 @CRITERIA.register("soc", description="SOC: set criterion + video-text contrastive loss")
@@ -179,8 +238,8 @@ class SOCCriterion(QuerySetCriterion):
     and ``outputs["text_vector"] (B, D)``.
 
     Args:
-        weights, matcher, no_object_weight, class_loss, aux_loss, focal_alpha, focal_gamma:
-            As :class:`QuerySetCriterion` (``class_loss`` defaults to ``"focal"``).
+        weights, matcher, no_object_weight, class_loss, aux_loss, focal_alpha, focal_gamma,
+        conventions: As :class:`QuerySetCriterion` (``class_loss`` defaults to ``"focal"``).
         contrastive_weight: Weight of the contrastive loss (0 leaves it out).
 
     Raises:
@@ -197,9 +256,17 @@ class SOCCriterion(QuerySetCriterion):
         contrastive_weight: float = 1.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        conventions: str | dict | SetConventions | None = None,
     ) -> None:
         super().__init__(
-            weights, matcher, no_object_weight, class_loss, aux_loss, focal_alpha, focal_gamma
+            weights,
+            matcher,
+            no_object_weight,
+            class_loss,
+            aux_loss,
+            focal_alpha,
+            focal_gamma,
+            conventions,
         )
         if isinstance(contrastive_weight, bool) or not contrastive_weight >= 0:
             raise ValueError(
@@ -212,7 +279,7 @@ class SOCCriterion(QuerySetCriterion):
     ) -> dict[str, torch.Tensor]:
         """The weighted set-criterion terms and ``contrastive``, summed over decoder layers."""
         supervised = self.supervised(outputs)
-        targets = prepare_targets(query_targets(batch), with_boxes=True)
+        targets = self.matcher.prepare(query_targets(batch, self.matcher.conventions))
         assignment = self.set_criterion.match(supervised, targets)  # (Ly, B, M)
         terms = self.set_criterion.terms(supervised, targets, assignment)
         if self.contrastive_weight:

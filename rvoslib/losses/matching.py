@@ -20,6 +20,11 @@ of query ``n`` and target ``m`` is a weighted sum of per-frame costs averaged ov
 - box L1 / GIoU: ``|b - b*|_1`` and ``-GIoU`` of ``cxcywh`` boxes, averaged over the frames where
   the target is visible (ReferFormer averages over all frames, zero boxes included).
 
+These are rvoslib's own conventions (the default); ``conventions="referformer"``
+(:mod:`rvoslib.losses.conventions`) takes ReferFormer's matcher instead: class cost over the
+visible frames with ``-log(p + 1e-8)``, one Dice over the clip on subsampled targets, box costs
+over every frame (zero box where absent) with the ``1e-6``-smoothed GIoU.
+
 Costs are computed batched on the outputs' device; the ``(Ly, B, N, M)`` cost goes to the host in
 one transfer, and ``scipy.optimize.linear_sum_assignment`` solves each (layer, clip) problem
 over the real targets only.
@@ -40,6 +45,7 @@ from rvoslib.losses._set_inputs import (
     check_outputs,
     prepare_targets,
 )
+from rvoslib.losses.conventions import SetConventions, resolve_conventions
 from rvoslib.losses.match_costs import layer_cost
 
 __all__ = [
@@ -195,6 +201,10 @@ class HungarianMatcher(nn.Module):
         giou_weight: Weight of the ``-GIoU`` cost (needs ``outputs["boxes"]``).
         class_loss: ``"softmax"`` (K = 2 logits, index 0 = referred) or ``"focal"`` (K = 1).
         focal_alpha, focal_gamma: Focal parameters of the class and mask focal costs.
+        conventions: A :data:`~rvoslib.losses.conventions.CONVENTIONS` name, dict or
+            :class:`~rvoslib.losses.conventions.SetConventions` (default ``"rvoslib"``; its
+            mask, class-cost, box and box-extent choices apply here and in the
+            :class:`~rvoslib.losses.SetCriterion` that shares this matcher).
 
     Example:
         >>> matcher = HungarianMatcher(class_weight=2.0, dice_weight=5.0)  # MTTR's
@@ -219,8 +229,10 @@ class HungarianMatcher(nn.Module):
         class_loss: str = "softmax",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        conventions: str | dict | SetConventions | None = None,
     ) -> None:
         super().__init__()
+        self.conventions = resolve_conventions(conventions)
         weights = {
             "class_weight": class_weight,
             "dice_weight": dice_weight,
@@ -246,7 +258,14 @@ class HungarianMatcher(nn.Module):
     def extra_repr(self) -> str:
         names = ("class", "dice", "mask_focal", "box_l1", "giou")
         weights = ", ".join(f"{n}={w:g}" for n, w in zip(names, self.weights) if w)
-        return f"{weights}, class_loss={self.class_loss!r}"
+        extra = "" if self.conventions == SetConventions() else f", {self.conventions}"
+        return f"{weights}, class_loss={self.class_loss!r}{extra}"
+
+    def prepare(self, targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:func:`prepare_targets` with this matcher's box need and box extent."""
+        return prepare_targets(
+            targets, with_boxes=self.uses_boxes, box_extent=self.conventions.box_extent
+        )
 
     @torch.no_grad()
     def cost(
@@ -264,7 +283,7 @@ class HungarianMatcher(nn.Module):
             extra_cost: added to the cost, broadcastable to ``(Ly, B, N, M)`` (e.g. LoSh's
                 ``-0.8 x`` intersection term, ``(B, N, 1)``), or ``None``.
         """
-        targets = prepare_targets(targets, with_boxes=self.uses_boxes)
+        targets = self.prepare(targets)
         if not is_compiling():
             check_outputs(outputs, targets, self.class_loss, self.uses_boxes)
         masks = outputs["masks"]
@@ -293,6 +312,7 @@ class HungarianMatcher(nn.Module):
                         self.class_loss,
                         self.focal_alpha,
                         self.focal_gamma,
+                        self.conventions,
                     )
                     for layer in range(layers)
                 ]
@@ -311,7 +331,7 @@ class HungarianMatcher(nn.Module):
 
         Arguments as in :meth:`cost`. One device-to-host copy for the whole batch and all layers.
         """
-        targets = prepare_targets(targets, with_boxes=self.uses_boxes)
+        targets = self.prepare(targets)
         cost = self.cost(outputs, targets, extra_cost)
         return hungarian_assignment(cost, targets["target_valid"])
 
@@ -326,7 +346,7 @@ class HungarianMatcher(nn.Module):
         Arguments as in :meth:`cost`. The index tensors are int64 on the CPU, sorted by target,
         one entry per real target.
         """
-        targets = prepare_targets(targets, with_boxes=self.uses_boxes)
+        targets = self.prepare(targets)
         cost = self.cost(outputs, targets, extra_cost)
         assignment = _solve(cost, targets["target_valid"])
         result = []

@@ -20,7 +20,12 @@ in a frame when its mask is non-empty there, and ``q(m)`` the query matched to t
   (target, valid frame) pairs, divided by their number.
 
 Normalisers are clamped to at least 1, so a clip with nothing visible gives finite losses and
-finite gradients. LoSh runs the criterion on both branches with one joint matching::
+finite gradients. The above are rvoslib's own conventions (the default); the matcher's
+``conventions`` (:mod:`rvoslib.losses.conventions`: ``"mttr"``, ``"referformer"``) switch to
+the originals' (visibility labels; subsampled targets, one Dice and focal mean per clip, mask
+terms over the visible pairs, box terms over every valid frame with the zero box where absent).
+
+LoSh runs the criterion on both branches with one joint matching::
 
     cost = matcher.cost(long, targets) + matcher.cost(short, targets) + extra  # extra: -0.8 x ratio
     assignment = hungarian_assignment(cost, targets["target_valid"])
@@ -40,8 +45,8 @@ from rvoslib.losses._set_inputs import (
     CLASS_LOSSES,
     check_outputs,
     focal_terms,
+    mask_pairs,
     prepare_targets,
-    upsample,
 )
 from rvoslib.losses.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 from rvoslib.losses.matching import HungarianMatcher
@@ -184,7 +189,8 @@ class SetCriterion(nn.Module):
         self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         need_boxes = self.uses_boxes or self.matcher.uses_boxes
-        prepared = prepare_targets(targets, with_boxes=need_boxes)
+        box_extent = self.matcher.conventions.box_extent
+        prepared = prepare_targets(targets, with_boxes=need_boxes, box_extent=box_extent)
         if not is_compiling():
             check_outputs(outputs, prepared, self.class_loss, need_boxes)
         return prepared
@@ -221,45 +227,74 @@ class SetCriterion(nn.Module):
         targets: dict[str, torch.Tensor],
         assignment: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        conventions = self.matcher.conventions
         matched = (assignment >= 0) & targets["target_valid"]  # (Ly, B, M)
         frame_valid = targets["frame_valid"]  # (B, T)
         visible = targets["visible"]  # (B, M, T)
         pair = (matched[:, :, :, None] & frame_valid[None, :, None, :]).transpose(2, 3).float()
         pair_visible = pair * visible.transpose(1, 2)[None].float()  # (Ly, B, T, M)
-        num_pairs = pair.sum((1, 2, 3)).clamp_min(1.0)  # (Ly,): normalisers of each layer
         num_visible = pair_visible.sum((1, 2, 3)).clamp_min(1.0)
         losses: dict[str, torch.Tensor] = {}
         if self.weights["class"]:
             losses["class"] = self._class_term(outputs, targets, assignment, matched, num_visible)
         if self.weights["dice"] or self.weights["mask_focal"]:
             pred = gather_matched(outputs["masks"], assignment).float()  # (Ly, B, T, M, h, w)
-            pred = upsample(pred, tuple(targets["masks"].shape[-2:]))
             gt = targets["masks"].float().transpose(1, 2)[None]  # (1, B, T, M, H, W)
-            if self.weights["dice"]:
-                probs = pred.sigmoid()
-                inter = (probs * gt).sum((-2, -1))
-                total = probs.sum((-2, -1)) + gt.sum((-2, -1))
-                dice = 1 - (2 * inter + 1) / (total + 1)
-                losses["dice"] = _layer_sum(dice * pair, num_pairs)
-            if self.weights["mask_focal"]:
-                pos, neg = focal_terms(pred, self.focal_alpha, self.focal_gamma)
-                focal = (gt * pos + (1 - gt) * neg).mean((-2, -1))
-                losses["mask_focal"] = _layer_sum(focal * pair, num_pairs)
+            pred, gt = mask_pairs(pred, gt, conventions.mask_resolution, conventions.mask_stride)
+            losses.update(self._mask_terms(pred, gt, pair, num_visible))
         if self.uses_boxes:
             pred_boxes = gather_matched(outputs["boxes"], assignment).float()  # (Ly, B, T, M, 4)
             gt_boxes = targets["boxes"].float().transpose(1, 2)  # (B, T, M, 4)
             placeholder = torch.tensor([0.5, 0.5, 1.0, 1.0], device=gt_boxes.device)
-            gt_visible = visible.transpose(1, 2)[..., None]
-            gt_boxes = torch.where(gt_visible, gt_boxes, placeholder)[None]
+            box_pairs = pair_visible
+            if conventions.box_frames == "valid":  # every valid frame, zero box where absent
+                box_pairs, gt_boxes = pair, gt_boxes[None]
+            else:
+                gt_visible = visible.transpose(1, 2)[..., None]
+                gt_boxes = torch.where(gt_visible, gt_boxes, placeholder)[None]
             if self.weights["box_l1"]:
                 l1 = (pred_boxes - gt_boxes).abs().sum(-1)
-                losses["box_l1"] = _layer_sum(l1 * pair_visible, num_visible)
+                losses["box_l1"] = _layer_sum(l1 * box_pairs, num_visible)
             if self.weights["giou"]:
                 giou = elementwise_generalized_box_iou(
-                    box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(gt_boxes)
+                    box_cxcywh_to_xyxy(pred_boxes),
+                    box_cxcywh_to_xyxy(gt_boxes),
+                    conventions.giou_smooth,
                 )
-                losses["giou"] = _layer_sum((1 - giou) * pair_visible, num_visible)
+                losses["giou"] = _layer_sum((1 - giou) * box_pairs, num_visible)
         return {key: self.weights[key] * value for key, value in losses.items()}
+
+    def _mask_terms(
+        self,
+        pred: torch.Tensor,
+        gt: torch.Tensor,
+        pair: torch.Tensor,
+        num_visible: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted Dice and mask focal of matched ``pred (Ly, B, T, M, h, w)`` logits and
+        ``gt (1, B, T, M, h, w)`` at one size; ``pair (Ly, B, T, M)`` the supervised pairs."""
+        conventions = self.matcher.conventions
+        per_clip = conventions.mask_reduction == "clip"
+        # clip: one term per matched target with a valid frame; frame: one per pair
+        terms = pair.amax(2) if per_clip else pair  # (Ly, B, M) or (Ly, B, T, M)
+        count = terms.flatten(1).sum(1).clamp_min(1.0)  # (Ly,): normalisers of each layer
+        normaliser = num_visible if conventions.mask_normaliser == "visible" else count
+        losses: dict[str, torch.Tensor] = {}
+        if self.weights["dice"]:
+            probs = pred.sigmoid()
+            inter = (probs * gt).sum((-2, -1))  # (Ly, B, T, M)
+            total = probs.sum((-2, -1)) + gt.sum((-2, -1))
+            if per_clip:  # sums over the valid frames, then one Dice
+                inter, total = (inter * pair).sum(2), (total * pair).sum(2)
+            dice = 1 - (2 * inter + 1) / (total + 1)
+            losses["dice"] = _layer_sum(dice * terms, normaliser)
+        if self.weights["mask_focal"]:
+            pos, neg = focal_terms(pred, self.focal_alpha, self.focal_gamma)
+            focal = (gt * pos + (1 - gt) * neg).mean((-2, -1))  # (Ly, B, T, M)
+            if per_clip:  # the pixel mean over the valid frames
+                focal = (focal * pair).sum(2) / pair.sum(2).clamp_min(1.0)
+            losses["mask_focal"] = _layer_sum(focal * terms, normaliser)
+        return losses
 
     def _class_term(
         self,

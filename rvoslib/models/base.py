@@ -112,7 +112,9 @@ class SegmentationModel(nn.Module):
         built: dict[str, Any] = {}
         for name, part in config.part_slots().items():
             built[name] = part.build(getattr(config, name), built, config, pretrained)
-        return cls(**built, **config.options())
+        model = cls(**built, **config.options())
+        model.inference_protocol = config.inference  # the default inference protocol
+        return model
 
     @property
     def architecture(self) -> str:
@@ -132,6 +134,8 @@ class SegmentationModel(nn.Module):
             if name in self.config_class.parts:
                 registry = self.config_class.part_registry(name)
                 values[name] = registry.spec_of(getattr(self, name))
+            elif name == "inference":
+                values[name] = getattr(self, "inference_protocol", None)
             else:
                 values[name] = copy.deepcopy(recorded[name])
         return self.config_class(**values)
@@ -204,28 +208,59 @@ class SegmentationModel(nn.Module):
         return groups
 
     # ------------------------------------------------------------------ saving and loading
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, *, card: str | None = None) -> Path:
         """Write ``config.json`` (the specs of the current parts, the language model's
-        architecture included: loading never downloads), ``model.safetensors`` and tokenizer
-        files (atomically); returns the folder."""
-        return save_model(self, directory)
+        architecture included: loading never downloads), ``model.safetensors``, tokenizer
+        files and a ``README.md`` model card (atomically); returns the folder.
+
+        Args:
+            directory: The folder (replaced only once the new one is complete).
+            card: The model card's text (default: :func:`rvoslib.model_card.model_card` of
+                the config: architecture, paper, how to load).
+        """
+        return save_model(
+            self, directory, extra_files=None if card is None else {"README.md": card}
+        )
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save this model and upload it to the Hugging Face Hub repo ``repo_id``; see
+        :func:`rvoslib.hub.push_to_hub` (``token``, ``private``, ``revision``,
+        ``commit_message``). Returns the commit's URL.
+
+        Raises:
+            PermissionError: no Hugging Face token (nothing is sent).
+        """
+        from rvoslib.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+        cls,
+        directory: str | os.PathLike,
+        map_location: str | torch.device = "cpu",
+        *,
+        revision: str | None = None,
     ) -> SegmentationModel:
-        """Restore a model written by :meth:`save_pretrained` (offline). Folders written by
-        older versions are converted. ``SegmentationModel.from_pretrained`` loads any
+        """Restore a model written by :meth:`save_pretrained`: a local folder, a Hugging Face
+        Hub repo id (``"org/name"``, at ``revision``) or ``"hf-hub:org/name"``, the latter
+        through the Hub cache (:func:`rvoslib.hub.resolve_model_folder`; offline with
+        ``HF_HUB_OFFLINE=1`` once downloaded). Folders written by older versions are
+        converted. ``SegmentationModel.from_pretrained`` loads any
         architecture; ``RVOSModel.from_pretrained`` / ``VOSModel.from_pretrained`` only their
         kind.
 
         Raises:
-            FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (named).
+            FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (named), or
+                a Hub repo that does not exist or cannot be reached
+                (:class:`~rvoslib.hub.HubModelNotFoundError`, named, with the offline hint).
             KeyError: a part of the config is not registered (names the part, its kind, the
                 registered names, and says to import the module that registers it).
             ValueError: a model of another kind than ``cls``, or weights unlike config.json's.
         """
-        directory = Path(directory)
+        from rvoslib.hub import resolve_model_folder
+
+        directory = resolve_model_folder(directory, revision)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(

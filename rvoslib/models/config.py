@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from rvoslib.registry import Registry, normalize_spec
 
-__all__ = ["CONFIG_FORMAT_VERSION", "ArchitectureConfig", "Part"]
+__all__ = ["CONFIG_FORMAT_VERSION", "MODEL_LEVEL_FIELDS", "ArchitectureConfig", "Part"]
 
 #: ``inject(built, config) -> keywords``: what a part receives from the parts built before it
 #: (``built``: field name -> module) and from the config's options.
@@ -55,6 +55,11 @@ class Part:
 #: converted on load by :mod:`rvoslib.models.legacy`; 3: one ``criterion`` spec per config).
 CONFIG_FORMAT_VERSION = 3
 
+#: Fields of every config that are not given to the architecture's ``__init__``: the model
+#: keeps them as attributes (``inference`` -> ``model.inference_protocol``), and ``to_dict``
+#: leaves them out while they are ``None`` (configs saved before them read back unchanged).
+MODEL_LEVEL_FIELDS = ("inference",)
+
 
 @dataclasses.dataclass
 class ArchitectureConfig:
@@ -63,16 +68,32 @@ class ArchitectureConfig:
     Each subclass sets ``architecture`` (the architecture's registered name) and ``parts``
     (field name -> :class:`Part`, or a bare :class:`~rvoslib.registry.Registry` for a part
     that receives nothing from its neighbours), in build order.
+
+    Attributes:
+        inference: The registered :class:`~rvoslib.inference_protocols.InferenceProtocol`
+            that :class:`~rvoslib.inference.VideoPredictor`, ``rvos predict`` and ``rvos eval``
+            run by default (a published preset's: its system's inference script); ``None``:
+            rvoslib's own (``"rvoslib"``). Keyword-only; not an ``__init__`` option.
     """
 
     architecture: ClassVar[str] = ""
     parts: ClassVar[dict[str, Part | Registry]] = {}
+    inference: str | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         for field_name in self.parts:
             value = getattr(self, field_name)
             registry = self.part_registry(field_name)
             setattr(self, field_name, normalize_spec(value, registry.kind))
+        if self.inference is not None:
+            from rvoslib.inference_protocols import INFERENCE_PROTOCOLS
+
+            if not isinstance(self.inference, str) or self.inference not in INFERENCE_PROTOCOLS:
+                raise ValueError(
+                    f"{type(self).__name__} inference must be a registered inference protocol "
+                    f"({', '.join(INFERENCE_PROTOCOLS.names())}) or None, got "
+                    f"{self.inference!r}"
+                )
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -93,16 +114,21 @@ class ArchitectureConfig:
         return part.registry if isinstance(part, Part) else part
 
     def options(self) -> dict[str, Any]:
-        """The fields that are not part specs (deep copies): the architecture's options."""
+        """The fields that are neither part specs nor :data:`MODEL_LEVEL_FIELDS` (deep
+        copies): the architecture's ``__init__`` options."""
         return {
             name: copy.deepcopy(getattr(self, name))
             for name in self.field_names()
-            if name not in self.parts
+            if name not in self.parts and name not in MODEL_LEVEL_FIELDS
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict with ``architecture`` first."""
-        return {"architecture": self.architecture, **copy.deepcopy(dataclasses.asdict(self))}
+        """A JSON-serialisable dict with ``architecture`` first (``inference`` only when set)."""
+        data = copy.deepcopy(dataclasses.asdict(self))
+        for name in MODEL_LEVEL_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return {"architecture": self.architecture, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArchitectureConfig:

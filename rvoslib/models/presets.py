@@ -13,16 +13,16 @@ from rvoslib.models.base import SegmentationModel
 from rvoslib.models.config import ArchitectureConfig
 from rvoslib.models.presets_common import TINY_TEXT_CONFIG, tiny_text_encoder
 from rvoslib.models.presets_query_deformable import (
-    referformer_swin_t,
-    referformer_tiny,
-    soc_swin_t,
-    soc_tiny,
+    REFERFORMER_PRESETS,
+    SOC_PRESETS,
 )
 from rvoslib.models.presets_query_mttr import PRESET_DESCRIPTIONS as MTTR_DESCRIPTIONS
 from rvoslib.models.presets_query_mttr import (
     losh_mttr_swin_t,
+    losh_mttr_swin_t_rvoslib,
     losh_tiny,
     mttr_swin_t,
+    mttr_swin_t_rvoslib,
     mttr_tiny,
 )
 from rvoslib.registry import Registry
@@ -166,20 +166,14 @@ _BUILT_IN: dict[str, tuple[Callable[[], ArchitectureConfig], str]] = {
     "s2s-tiny": (_s2s_tiny, "A tiny seq2seq VOS model (tiny VGG at stride 4, 2 decoder "
                  "blocks) for the CPU."),
     "mttr-swin-t": (mttr_swin_t, MTTR_DESCRIPTIONS["mttr-swin-t"]),
+    "mttr-swin-t-rvoslib": (mttr_swin_t_rvoslib, MTTR_DESCRIPTIONS["mttr-swin-t-rvoslib"]),
     "mttr-tiny": (mttr_tiny, MTTR_DESCRIPTIONS["mttr-tiny"]),
     "losh-mttr-swin-t": (losh_mttr_swin_t, MTTR_DESCRIPTIONS["losh-mttr-swin-t"]),
+    "losh-mttr-swin-t-rvoslib": (losh_mttr_swin_t_rvoslib,
+                                 MTTR_DESCRIPTIONS["losh-mttr-swin-t-rvoslib"]),
     "losh-tiny": (losh_tiny, MTTR_DESCRIPTIONS["losh-tiny"]),
-    "referformer-swin-t": (referformer_swin_t, "ReferFormer with Video-Swin-T at its published "
-                           "settings: deformable transformer 4/4 layers over 4 levels with "
-                           "early fusion, 5 sentence queries, box refinement, cross-modal FPN, "
-                           "CondInst mask head; roberta-base."),
-    "referformer-tiny": (referformer_tiny, "ReferFormer on tinycnn and a tiny BERT, 3 queries: "
-                         "trains on the CPU."),
-    "soc-swin-t": (soc_swin_t, "SOC with Video-Swin-T at its published settings: "
-                   "bidirectional fusion, deformable transformer 3/3, 20 queries, video object "
-                   "cluster, contrastive loss."),
-    "soc-tiny": (soc_tiny, "SOC on tinycnn (temporal shift: the frame order) and a tiny BERT, "
-                 "5 queries."),
+    **REFERFORMER_PRESETS,
+    **SOC_PRESETS,
 }  # fmt: skip
 
 
@@ -229,7 +223,9 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Segme
     """Build a preset model.
 
     Args:
-        name: A name from :func:`list_presets`.
+        name: A name from :func:`list_presets`, or a saved model: a local folder, a Hugging
+            Face Hub repo id (``"org/name"``) or ``"hf-hub:org/name"`` (loaded with
+            :meth:`SegmentationModel.from_pretrained`).
         pretrained: Load the pretrained weights of the parts that have them (the backbone's
             ImageNet weights, the language model; downloads when not cached). ``False`` builds
             random weights offline.
@@ -246,5 +242,21 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Segme
         >>> model.config.fusion["num_heads"], model.architecture
         (2, 'fusion')
     """
+    if name not in PRESETS and _is_model_folder_name(name):
+        if overrides or pretrained:
+            raise ValueError(
+                f"create_model({name!r}) loads a saved model as it is: pass no overrides and no "
+                "pretrained=True with a folder or Hub name"
+            )
+        return SegmentationModel.from_pretrained(name)
     config = get_preset_config(name, **overrides)
     return SegmentationModel.from_config(config, pretrained=pretrained)
+
+
+def _is_model_folder_name(name: str) -> bool:
+    """Whether ``name`` is a local model folder or a Hub name (``org/name``, ``hf-hub:...``)."""
+    import os
+
+    from rvoslib.hub import is_hub_name
+
+    return os.path.isdir(name) or is_hub_name(name)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rvoslib.model_card import CARD_FILE, model_card
 from rvoslib.models.config import CONFIG_FORMAT_VERSION
 from rvoslib.models.registry import ARCHITECTURES, normalize_spec
 
@@ -177,21 +179,69 @@ def check_json(config: Any, path: str = "config") -> None:
         )
 
 
-def save_model(model: Any, directory: str | os.PathLike) -> Path:
+def save_model(
+    model: Any,
+    directory: str | os.PathLike,
+    *,
+    tokenizer: Any = True,
+    extra_files: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``model``'s ``config.json`` (with ``format_version``), ``model.safetensors`` and
-    its text encoder's tokenizer files into ``directory`` (atomically); the folder."""
+    its text encoder's tokenizer files into ``directory`` (atomically); the folder.
+
+    Args:
+        model: The model.
+        directory: The folder (replaced only once the new one is complete).
+        tokenizer: ``True``: the text encoder's own tokenizer, if it can be loaded; ``False``:
+            none (the folder's config then looks for tokenizer files beside it, so that
+            files copied in later are found and a missing one is named, never downloaded);
+            or a tokenizer object with ``save_pretrained(folder)``, written instead.
+        extra_files: More text files to write into the folder, ``{file name: text}`` (plain
+            names, not ``config.json`` or ``model.safetensors``). A ``README.md`` given here
+            replaces the model card written by default (:func:`rvoslib.model_card.model_card`:
+            the architecture, its paper, how to load it).
+
+    Raises:
+        ValueError: an ``extra_files`` name is a path or one of the folder's own files.
+        TypeError: the config holds a value JSON cannot hold (named).
+    """
     from safetensors.torch import save_file
 
     from rvoslib._io import atomic_directory
 
+    extra_files = dict(extra_files or {})
+    for name in extra_files:
+        if name == CARD_FILE:
+            continue
+        if Path(name).name != name or name in (CONFIG_FILE, WEIGHTS_FILE, *TOKENIZER_FILES):
+            raise ValueError(
+                f"extra_files names must be plain file names other than {CONFIG_FILE} and "
+                f"{WEIGHTS_FILE}, got {name!r}"
+            )
     config = model.config.to_dict()
+    if CARD_FILE not in extra_files:
+        inputs = getattr(model, "inputs", None)
+        task = "vos" if getattr(inputs, "kind", "text") == "first_mask" else "rvos"
+        extra_files[CARD_FILE] = model_card(config, task=task)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_directory(directory) as temp_dir:
         text_encoder = getattr(model, "text_encoder", None)
-        if text_encoder is not None and text_encoder.save_tokenizer(temp_dir):
+        if text_encoder is not None and _save_tokenizer(text_encoder, tokenizer, temp_dir):
             config["text_encoder"]["tokenizer"] = None
         config["format_version"] = CONFIG_FORMAT_VERSION
         check_json(config)
         (temp_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         save_file(state, str(temp_dir / WEIGHTS_FILE))
+        for name, text in extra_files.items():
+            (temp_dir / name).write_text(text, encoding="utf-8")
     return Path(directory)
+
+
+def _save_tokenizer(text_encoder: Any, tokenizer: Any, folder: Path) -> bool:
+    """Write the tokenizer ``save_model`` was asked for; whether the folder is its source."""
+    if tokenizer is True:
+        return bool(text_encoder.save_tokenizer(folder))
+    if tokenizer is False or tokenizer is None:
+        return True  # files may be copied in later; a missing one is named, not downloaded
+    tokenizer.save_pretrained(os.fspath(folder))
+    return True

@@ -108,7 +108,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    directory: str | os.PathLike, model: SegmentationModel, state: dict[str, Any]
+    directory: str | os.PathLike,
+    model: SegmentationModel,
+    state: dict[str, Any],
+    card: str | None = None,
 ) -> Path:
     """Write model and training state into ``directory`` atomically.
 
@@ -116,6 +119,7 @@ def save_checkpoint(
         directory: Target folder (replaced only once the new checkpoint is complete).
         model: The (unwrapped) model.
         state: The training state (:func:`training_state`: plain data and tensors).
+        card: The model card (``README.md``; default: the model's own, without metrics).
 
     Returns:
         The folder.
@@ -127,7 +131,7 @@ def save_checkpoint(
     directory = Path(directory)
     try:
         with atomic_directory(directory) as temp_dir:
-            model.save_pretrained(temp_dir / "model")
+            model.save_pretrained(temp_dir / "model", card=card)
             for item in (temp_dir / "model").iterdir():
                 item.rename(temp_dir / item.name)
             (temp_dir / "model").rmdir()

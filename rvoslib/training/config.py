@@ -47,6 +47,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "t_mult": (1, _INF, False, True),
     "eta_min": (0, _INF, False, True),
     "warmup_steps": (0, _INF, False, True),
+    "lr_drop_factor": (0, 1.0, False, False),
     "accumulation_steps": (1, _INF, False, True),
     "clip_grad_norm": (0, _INF, True, False),
     "early_stopping_patience": (1, _INF, True, True),
@@ -79,6 +80,10 @@ class TrainerConfig:
         eta_min: Lowest learning rate of the cosine schedule.
         warmup_steps: Optimizer steps of linear warm-up before the cosine schedule (0: none).
             A larger language model trained from scratch may need it.
+        lr_drops: Epochs at which the learning rate is multiplied by ``lr_drop_factor``
+            (a step schedule, PyTorch's ``MultiStepLR`` stepped once per epoch, as the
+            published systems train; it replaces the cosine one); empty: the cosine schedule.
+        lr_drop_factor: Factor of each drop of ``lr_drops``.
         amp: ``"auto"`` (bf16 on CUDA, off on CPU), ``"bf16"``, ``"fp16"`` (with a grad
             scaler) or ``"off"``.
         accumulation_steps: Micro-batches per optimizer step (the loss is divided by it);
@@ -117,6 +122,8 @@ class TrainerConfig:
     t_mult: int = 2
     eta_min: float = 1e-6
     warmup_steps: int = 0
+    lr_drops: list[int] = dataclasses.field(default_factory=list)
+    lr_drop_factor: float = 0.1
     amp: str = "auto"
     accumulation_steps: int = 4
     clip_grad_norm: float | None = 1.0
@@ -140,6 +147,9 @@ class TrainerConfig:
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         check_ranges(self, _RANGES)
+        self.lr_drops = list(self.lr_drops)
+        if any(not isinstance(e, int) or isinstance(e, bool) or e < 1 for e in self.lr_drops):
+            raise ValueError(f"lr_drops must be epochs >= 1, got {self.lr_drops}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
 

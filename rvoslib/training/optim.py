@@ -3,7 +3,8 @@
 AdamW with one learning-rate multiplier per parameter group the model declares
 (:meth:`SegmentationModel.parameter_groups`: ``backbone``, ``text``, ``other``), no weight decay on
 biases and norm parameters; a schedule of per-step factors (``LambdaLR``): cosine annealing with
-warm restarts (SGDR) over fractional epochs, after an optional linear warm-up (``SequentialLR``).
+warm restarts (SGDR) over fractional epochs, or drops at given epochs (:class:`StepDrops`), after
+an optional linear warm-up (``SequentialLR``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CosineRestarts", "build_optimizer", "build_scheduler", "from_config"]
+__all__ = ["CosineRestarts", "StepDrops", "build_optimizer", "build_scheduler", "from_config"]
 
 
 def build_optimizer(
@@ -101,6 +102,31 @@ class CosineRestarts:
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * position / length))
 
 
+class StepDrops:
+    """Learning-rate factor of a step schedule at an optimizer step: ``factor ** k`` in an
+    epoch after ``k`` of the ``drops`` (PyTorch's ``MultiStepLR`` stepped once per epoch).
+
+    Args:
+        steps_per_epoch: Optimizer steps per epoch.
+        drops: Epochs at which the rate drops (epoch ``e`` counts from 0: a drop at 8 lowers
+            the rate of the 9th epoch on).
+        factor: Factor of each drop.
+
+    Example:
+        >>> schedule = StepDrops(steps_per_epoch=10, drops=[1, 2], factor=0.1)
+        >>> [round(schedule(step), 3) for step in (0, 9, 10, 25)]
+        [1.0, 1.0, 0.1, 0.01]
+    """
+
+    def __init__(self, steps_per_epoch: int, drops: list[int], factor: float) -> None:
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.drops, self.factor = sorted(int(d) for d in drops), float(factor)
+
+    def __call__(self, step: int) -> float:
+        epoch = step // self.steps_per_epoch
+        return self.factor ** sum(1 for drop in self.drops if drop <= epoch)
+
+
 class _LinearWarmup:
     """Factor ``(step + 1) / steps`` (picklable, so the schedule's state can be saved)."""
 
@@ -119,8 +145,11 @@ def build_scheduler(
     t_mult: int,
     eta_min: float,
     warmup_steps: int = 0,
+    lr_drops: list[int] | None = None,
+    lr_drop_factor: float = 0.1,
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule: linear warm-up for ``warmup_steps`` steps, then SGDR.
+    """Per-step schedule: linear warm-up for ``warmup_steps`` steps, then SGDR (or the step
+    schedule of ``lr_drops``).
 
     Call ``scheduler.step()`` after every optimizer step.
 
@@ -131,16 +160,21 @@ def build_scheduler(
         t_mult: Growth factor of the cycle length.
         eta_min: Lowest learning rate of the cosine schedule.
         warmup_steps: Steps of linear warm-up (0: none).
+        lr_drops: Epochs of the drops of a step schedule (:class:`StepDrops`) instead of SGDR.
+        lr_drop_factor: Factor of each drop.
     """
     from torch.optim.lr_scheduler import LambdaLR, SequentialLR
 
-    cosine = LambdaLR(
-        optimizer,
-        [
-            CosineRestarts(steps_per_epoch, t_0, t_mult, eta_min, group["lr"])
-            for group in optimizer.param_groups
-        ],
-    )
+    if lr_drops:
+        cosine = LambdaLR(optimizer, StepDrops(steps_per_epoch, lr_drops, lr_drop_factor))
+    else:
+        cosine = LambdaLR(
+            optimizer,
+            [
+                CosineRestarts(steps_per_epoch, t_0, t_mult, eta_min, group["lr"])
+                for group in optimizer.param_groups
+            ],
+        )
     if warmup_steps <= 0:
         return cosine
     warmup = LambdaLR(optimizer, _LinearWarmup(warmup_steps))
@@ -169,5 +203,7 @@ def from_config(
         t_mult=config.t_mult,
         eta_min=config.eta_min,
         warmup_steps=config.warmup_steps,
+        lr_drops=config.lr_drops,
+        lr_drop_factor=config.lr_drop_factor,
     )
     return optimizer, scheduler

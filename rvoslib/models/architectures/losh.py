@@ -17,6 +17,15 @@ LoSh's criterion, :class:`~rvoslib.losses.LoShCriterion` (``{"name": "losh", ...
 LongShortCrossAttention`, ``{"name": "long_short"}``), and the flow term of the criterion
 (its ``flow_estimator`` spec names a ``FLOW_ESTIMATORS`` part). Each addition has a switch for
 ablations.
+
+Released-code behaviour not copied: with clips of more than one frame, LoSh's released forward
+pairs the transformer memory of one frame with the backbone features of other frames in the
+spatial decoder (backbone levels repeated as ``[(t b); (t b)]`` against memory ordered ``(t,
+[long b; short b])``); here every frame meets its own features (``[levels; levels]`` on the
+batch axis, as the memory), which equals the released forward on one-frame clips
+(``tests/data/originals/losh``). Its ``--text_condition`` option (off in its configs, no
+weights) averages the text memory over the wrong axis and is not reproduced. Converted LoSh-M
+checkpoints: :mod:`rvoslib.convert.losh`.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ def _levels(built: Mapping[str, Any], config: Any) -> int:
 
 @dataclasses.dataclass
 class MTTRConfig(ArchitectureConfig):
-    """Config of :class:`MTTRModel` (defaults: ``mttr-swin-t``, MTTR's released settings).
+    """Config of :class:`MTTRModel` (defaults: ``mttr-swin-t-rvoslib``; the ``mttr-swin-t``
+    preset, MTTR's released settings, adds MTTR's text projection and no truncation).
 
     Attributes:
         backbone: Backbone spec (MTTR: Video-Swin-T, patch ``(1, 4, 4)``, strides 4/8/16).

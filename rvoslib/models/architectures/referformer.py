@@ -65,7 +65,7 @@ REFERFORMER_CRITERION: Mapping[str, Any] = MappingProxyType({
 
 @dataclasses.dataclass
 class ReferFormerConfig(ArchitectureConfig):
-    """Config of :class:`ReferFormerModel` (defaults: ``referformer-swin-t``'s parts).
+    """Config of :class:`ReferFormerModel` (defaults: ``referformer-swin-t-rvoslib``'s parts).
 
     Attributes:
         backbone: ``BACKBONES`` spec; at least 2 levels, the finest at stride 4.
@@ -205,6 +205,8 @@ class ReferFormerModel(QueryRVOSModel):
         """Class scores, masks (around each layer's refined box centres) and the referred
         object's logits."""
         is_referred = torch.stack([head(q) for head, q in zip(self.class_heads, queries)])
-        masks = self.mask_head(queries, pixels, reference_points=references[..., :2])
+        masks = self.mask_head(
+            queries, pixels, reference_points=references[..., :2], image_size=frames.shape[-2:]
+        )
         logits = select_referred(is_referred[-1], masks[-1], tuple(frames.shape[-2:]))
         return {"is_referred": is_referred, "boxes": boxes, "masks": masks, "logits": logits}

@@ -25,6 +25,17 @@ Wiring (``D = d_model``, ``N`` queries, ``Ly`` decoder layers)::
         --CondInst mask head--> masks (Ly, B, T, N, H/4, W/4)
     text vector = mean of the fused text tokens (B, D)
 
+Head wiring (``head_wiring``): ``"last_layer"`` (rvoslib's, above: every decoder layer's frame
+queries clustered on their own, the reported heads the last layer's) or ``"released"`` (what
+the released ``models/soc.py`` computes). In training the released forward is the same; in eval
+its VOC clusters only the last layer's frame queries, adds those video queries to the frame
+queries of *every* layer, and then zips the per-layer lists with the one-element list of video
+queries, so the heads it reports are decoder layer 0's: class, box (around the first reference
+points) and mask (around the references refined by layer 0) heads on ``queries[0] +
+video_queries[-1]``. With ``"released"`` the eval outputs hold that one layer (``Ly = 1``).
+The released VOC also reshapes ``(L, T, B, ...)`` to ``(L * B, T, ...)`` without moving ``B``,
+which mixes the clips of a batch; rvoslib keeps clips apart (the same result for one clip).
+
 Losses (every decoder layer): SOC's criterion, :data:`SOC_CRITERION` (the ``"soc"`` criterion:
 2 focal class + 5 Dice + 2 mask focal + 2 L1 + 2 GIoU, and 1 x the video-text contrastive loss
 against the query the matcher assigned to the referred target).
@@ -47,7 +58,7 @@ from rvoslib.models.heads import pixel_decoders as _pixel_decoders  # noqa: F401
 from rvoslib.models.registry import ARCHITECTURES, VIDEO_OBJECT_CLUSTERS
 from rvoslib.models.text import TextFeatures
 
-__all__ = ["SOC_CRITERION", "SOCConfig", "SOCModel"]
+__all__ = ["HEAD_WIRINGS", "SOC_CRITERION", "SOCConfig", "SOCModel"]
 
 #: SOC's criterion: 2 focal class + 5 Dice + 2 mask focal + 2 L1 + 2 GIoU, matched with 2 class
 #: + 5 Dice + 2 L1 + 2 GIoU, plus 1 x the video-text contrastive loss, at every decoder layer.
@@ -64,6 +75,8 @@ SOC_CRITERION: Mapping[str, Any] = MappingProxyType({
     "aux_loss": True,
     "contrastive_weight": 1.0,
 })  # fmt: skip
+#: How the heads read the video queries (see the module docstring).
+HEAD_WIRINGS = ("last_layer", "released")
 #: SOC's video object cluster (3 + 3 layers, 8 heads, FFN 2048, dropout 0.1: its defaults).
 DEFAULT_VOC: Mapping[str, Any] = MappingProxyType({"name": "voc"})
 
@@ -80,6 +93,9 @@ class SOCConfig(ReferFormerConfig):
         voc: ``VIDEO_OBJECT_CLUSTERS`` spec, e.g. ``{"name": "voc", "num_encoder_layers": 3,
             "num_decoder_layers": 3, "num_heads": 8, "ffn_dim": 2048, "dropout": 0.1}`` (SOC's,
             the defaults); ``dim`` and ``num_queries`` come from the transformer.
+        head_wiring: ``"last_layer"`` (rvoslib's) or ``"released"`` (the released inference:
+            decoder layer 0's heads on ``queries[0] + video_queries[-1]`` in eval; see the
+            module docstring).
     """
 
     architecture: ClassVar[str] = "soc"
@@ -92,6 +108,7 @@ class SOCConfig(ReferFormerConfig):
     )
     criterion: dict[str, Any] = dataclasses.field(default_factory=lambda: plain_spec(SOC_CRITERION))
     voc: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_VOC))
+    head_wiring: str = "last_layer"
 
 
 @ARCHITECTURES.register("soc")
@@ -101,14 +118,15 @@ class SOCModel(ReferFormerModel):
     Args:
         voc: ``VIDEO_OBJECT_CLUSTERS`` spec (see :class:`SOCConfig`); built after
             ReferFormer's modules, with ``dim`` and ``num_queries`` of the transformer.
+        head_wiring: One of :data:`HEAD_WIRINGS` (see the module docstring).
         **parts: The parts of
             :class:`~rvoslib.models.architectures.referformer.ReferFormerModel` (SOC's
             transformer: ``"deformable_soc"``; ``criterion``: typically the ``"soc"`` criterion,
             which reads ``video_queries`` and ``text_vector``).
 
     Raises:
-        ValueError: parts do not fit, or a ``voc`` keyword the cluster does not take (lists the
-            ones it takes).
+        ValueError: parts do not fit, a ``voc`` keyword the cluster does not take (lists the
+            ones it takes), or an unknown ``head_wiring``.
         KeyError: an unknown ``voc`` name (lists the registered ones).
 
     Example:
@@ -123,8 +141,17 @@ class SOCModel(ReferFormerModel):
 
     config_class = SOCConfig
 
-    def __init__(self, *, voc: Mapping[str, Any] | str = DEFAULT_VOC, **parts: Any) -> None:
+    def __init__(
+        self,
+        *,
+        voc: Mapping[str, Any] | str = DEFAULT_VOC,
+        head_wiring: str = "last_layer",
+        **parts: Any,
+    ) -> None:
+        if head_wiring not in HEAD_WIRINGS:
+            raise ValueError(f"head_wiring must be one of {HEAD_WIRINGS}, got {head_wiring!r}")
         super().__init__(**parts)
+        self.head_wiring = head_wiring
         self.voc = VIDEO_OBJECT_CLUSTERS.build(
             voc, dim=self.transformer.d_model, num_queries=self.transformer.num_queries
         )
@@ -132,17 +159,28 @@ class SOCModel(ReferFormerModel):
     def forward_outputs(self, frames: torch.Tensor, text: TextFeatures) -> dict[str, torch.Tensor]:
         """``frames (B, T, 3, H, W)`` -> ``is_referred (Ly, B, T, N, 1)``, ``boxes (Ly, B, T,
         N, 4)``, ``masks (Ly, B, T, N, H/4, W/4)``, ``logits (B, T, 1, H, W)``,
-        ``video_queries (Ly, B, N, D)`` and ``text_vector (B, D)``."""
+        ``video_queries (Ly, B, N, D)`` and ``text_vector (B, D)`` (``Ly = 1`` in eval with
+        ``head_wiring="released"``)."""
         finest, *levels = self.backbone(frames)
         decoded = self.transformer(levels, text)
         fused_text = decoded["text"]
-        cluster = self.voc(decoded["queries"], fused_text.sentence)  # every decoder layer
-        queries = cluster.frame_queries  # frame query + video query, (Ly, B, T, N, D)
-        boxes = self.transformer.predict_boxes(
-            queries, decoded["initial_reference"], decoded["references"]
-        )
+        queries, video_queries = self._cluster(decoded["queries"], fused_text.sentence)
+        references = decoded["references"][: queries.shape[0]]
+        boxes = self.transformer.predict_boxes(queries, decoded["initial_reference"], references)
         pixels = self.pixel_decoder([finest, *decoded["memory"][: len(levels)]], fused_text)
-        outputs = self._heads(queries, boxes, decoded["references"], pixels, frames)
-        outputs["video_queries"] = cluster.video_queries
+        outputs = self._heads(queries, boxes, references, pixels, frames)
+        outputs["video_queries"] = video_queries
         outputs["text_vector"] = mean_token_features(fused_text.tokens, fused_text.mask)
         return outputs
+
+    def _cluster(
+        self, frame_queries: torch.Tensor, sentence: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The queries the heads read ``(Ly', B, T, N, D)`` and the video queries ``(Ly', B, N,
+        D)``: every layer clustered on its own, or (``"released"`` in eval) layer 0's frame
+        queries plus the last layer's video queries (``Ly' = 1``)."""
+        if self.head_wiring == "released" and not self.training:
+            cluster = self.voc(frame_queries[-1:], sentence)
+            return frame_queries[:1] + cluster.video_queries.unsqueeze(2), cluster.video_queries
+        cluster = self.voc(frame_queries, sentence)  # every decoder layer
+        return cluster.frame_queries, cluster.video_queries

@@ -27,7 +27,7 @@ from torchvision.models.vgg import cfgs as vgg_layouts
 from torchvision.models.vgg import make_layers
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
-from rvoslib._hub import require_torchvision_weights
+from rvoslib._hub import torchvision_download
 from rvoslib.models.backbones.trunks import load_state_dict_file
 from rvoslib.models.registry import BACKBONES
 
@@ -136,8 +136,9 @@ class VGGBackbone(nn.Module):
         if pretrained:
             weight_name = f"{model.upper()}{'_BN' if batch_norm else ''}_Weights"
             weights = getattr(torchvision.models, weight_name).DEFAULT
-            require_torchvision_weights(weights)
-            self.load_weights(weights.get_state_dict(progress=True), source=str(weights))
+            with torchvision_download(weights):
+                state = weights.get_state_dict(progress=True)
+            self.load_weights(state, source=str(weights))
         if checkpoint_path is not None:
             self.load_weights(
                 load_state_dict_file(checkpoint_path), source=os.fspath(checkpoint_path)

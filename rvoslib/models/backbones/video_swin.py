@@ -32,6 +32,7 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 from torchvision.models.video import swin_transformer as tv_swin
 
 from rvoslib._checks import check_tensor, is_compiling
+from rvoslib._hub import torchvision_download
 from rvoslib.models.backbones.trunks import load_state_dict_file
 from rvoslib.models.registry import BACKBONES
 
@@ -142,7 +143,9 @@ class VideoSwinBackbone(nn.Module):
         )
         if pretrained:
             weights = getattr(tv_swin, weights_name).KINETICS400_V1
-            self._load_state(weights.get_state_dict(progress=True), weights.url)
+            with torchvision_download(weights):
+                state = weights.get_state_dict(progress=True)
+            self._load_state(state, weights.url)
         if checkpoint_path is not None:
             self.load_weights(checkpoint_path)
 

@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
+from rvoslib._hub import torchvision_download
 from rvoslib.models.backbones.trunks import (
     StageHook,
     TinyConvNet,
@@ -149,7 +150,8 @@ class VisualBackbone(nn.Module):
     def _build_torchvision(name: str, pretrained: bool) -> tuple[nn.Module, list[int]]:
         builder_name, weights_name, channels = TORCHVISION_RESNETS[name]
         weights = getattr(torchvision.models, weights_name).DEFAULT if pretrained else None
-        resnet = getattr(torchvision.models, builder_name)(weights=weights)
+        with torchvision_download(weights):
+            resnet = getattr(torchvision.models, builder_name)(weights=weights)
         return _TorchvisionResNetTrunk(resnet), list(channels)
 
     @staticmethod

@@ -37,7 +37,12 @@ from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
 
-__all__ = ["BidirectionalMultimodalFusion", "FusedFeatures"]
+__all__ = [
+    "TEXT_POSITIONS",
+    "BidirectionalMultimodalFusion",
+    "FusedFeatures",
+    "check_text_positions",
+]
 
 
 class FusedFeatures(NamedTuple):
@@ -60,9 +65,34 @@ def _sine(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(index % 2 == 0, angles.sin(), angles.cos())
 
 
-def _text_positions(text_mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """1D sine positions of the real tokens, normalised by their count: ``(B, L, dim)``."""
+#: Where token ``k`` (1-based) of ``n`` real tokens sits on the 1D sine code: ``"centred"``
+#: (rvoslib's, ``(k - 0.5) / n``) or ``"original"`` (ReferFormer's and SOC's
+#: ``PositionEmbeddingSine1D(normalize=True)``: ``k / (n + 1e-6)``).
+TEXT_POSITIONS = ("centred", "original")
+
+
+def check_text_positions(text_positions: str) -> str:
+    """``text_positions`` if it is one of :data:`TEXT_POSITIONS`, else a ``ValueError``.
+
+    Example:
+        >>> check_text_positions("original")
+        'original'
+    """
+    if text_positions not in TEXT_POSITIONS:
+        raise ValueError(f"text_positions must be one of {TEXT_POSITIONS}, got {text_positions!r}")
+    return text_positions
+
+
+def _text_positions(text_mask: torch.Tensor, dim: int, mode: str = "centred") -> torch.Tensor:
+    """1D sine positions of the real tokens, normalised by their count: ``(B, L, dim)``.
+
+    ``mode`` is one of :data:`TEXT_POSITIONS`; padding tokens (masked as keys) get the code of
+    the last real token's position.
+    """
     mask = text_mask.float()
+    if mode == "original":
+        cumulative = mask.cumsum(1)
+        return _sine(cumulative / (cumulative[:, -1:] + 1e-6), dim)
     count = mask.sum(1, keepdim=True).clamp_min(1.0)
     return _sine((mask.cumsum(1) - 0.5) / count, dim)
 
@@ -93,6 +123,8 @@ class BidirectionalMultimodalFusion(nn.Module):
         dropout: Attention dropout (SOC: 0).
         positions: Add sine positions to the keys (text positions when the visual tokens
             attend to the text, 2D positions when the text attends to a level), as SOC does.
+        text_positions: Where the text positions sit, one of :data:`TEXT_POSITIONS`
+            (``"centred"``: rvoslib's; ``"original"``: SOC's released code).
 
     Raises:
         ValueError: ``num_heads`` does not divide ``dim``, ``dim`` is odd, a channel count is
@@ -115,8 +147,10 @@ class BidirectionalMultimodalFusion(nn.Module):
         text_levels: list[int] | None = None,
         dropout: float = 0.0,
         positions: bool = True,
+        text_positions: str = "centred",
     ) -> None:
         super().__init__()
+        self.text_positions = check_text_positions(text_positions)
         channels = [visual_channels] if isinstance(visual_channels, int) else visual_channels
         if not channels or any(int(c) < 1 for c in channels) or text_dim < 1:
             raise ValueError(
@@ -182,7 +216,8 @@ class BidirectionalMultimodalFusion(nn.Module):
         tokens = [level.permute(0, 1, 3, 4, 2).reshape(batch, -1, self.dim) for level in levels]
 
         # visual <- visual * MHA(visual, text): all levels' tokens in one call
-        keys = text + _text_positions(mask, self.dim).to(text.dtype) if self.positions else text
+        code = _text_positions(mask, self.dim, self.text_positions).to(text.dtype)
+        keys = text + code if self.positions else text
         queries = torch.cat(tokens, 1)
         attended = self.visual_attention(
             queries, keys, text, key_padding_mask=~mask, need_weights=False

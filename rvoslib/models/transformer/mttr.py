@@ -18,10 +18,12 @@ DETR-style encoder-decoder:
 Frames are independent here: ``B`` clips of ``T`` frames are ``B*T`` sequences (motion comes from
 the video backbone). Differences from the released code: several visual levels may be given
 (their tokens are concatenated, each level with its own ``1x1`` projection and a learned level
-embedding; MTTR uses one level, the stride-16 one); the text projection is a plain ``Linear``
-(or nothing when the text encoder already gives ``d_model``) because rvoslib's
-:class:`~rvoslib.models.TextEncoder` already ends with ``Linear -> LayerNorm -> GELU``; no spatial
-padding mask (rvoslib's batches are not padded inside a frame).
+embedding; MTTR uses one level, the stride-16 one); MTTR's text projection (``FeatureResizer``)
+belongs to the text encoder (``projection: feature_resizer``, out width ``d_model``), so this
+module's own ``text_projection`` is then the identity and ``text_dropout`` 0 (the ``mttr-swin-t``
+preset and converted checkpoints); with another text width it is a plain ``Linear`` (rvoslib's
+earlier default, ``mttr-swin-t-rvoslib``: the encoder's ``Linear -> LayerNorm -> GELU``, then
+dropout here); no spatial padding mask (rvoslib's batches are not padded inside a frame).
 """
 
 from __future__ import annotations
@@ -218,8 +220,9 @@ class MTTRTransformer(nn.Module):
         num_decoder_layers: Decoder layers ``Ly`` (MTTR: 3).
         ffn_dim: FFN hidden width (MTTR: 2048).
         dropout: Dropout in attention and FFNs (MTTR: 0.1).
-        text_dropout: Dropout on the text tokens before the encoder (``None``: ``dropout``, as
-            MTTR's text projection).
+        text_dropout: Dropout on the text tokens before the encoder (``None``: ``dropout``;
+            0 when the text encoder's projection already drops out, as MTTR's
+            ``FeatureResizer`` does).
         num_queries: Object queries ``N`` (MTTR: 50).
         activation: FFN activation, ``"relu"`` (MTTR) or ``"gelu"``.
 

@@ -20,9 +20,8 @@ a clip, the frames batched as ``B * T`` images:
    ``query_content="zero"``); its first reference point is ``sigmoid(Linear(position))``;
    boxes are refined layer by layer (one 3-layer MLP per decoder layer).
 
-Registered as ``TRANSFORMERS`` ``"deformable_referformer"`` (ReferFormer's defaults: 4/4
-layers, 5 queries) and ``"deformable_soc"`` (SOC's: 3/3 layers, 20 queries, zero content,
-bidirectional fusion).
+Registered as ``TRANSFORMERS`` ``"deformable_referformer"`` (ReferFormer's defaults) and
+``"deformable_soc"`` (SOC's: 3/3 layers, 20 zero-content queries, bidirectional fusion).
 """
 
 from __future__ import annotations
@@ -36,11 +35,8 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, format_shape, is_compiling
-from rvoslib.models.fusion.mmf import (
-    BidirectionalMultimodalFusion,
-    _text_positions,
-    _visual_positions,
-)
+from rvoslib.models.fusion import mmf
+from rvoslib.models.fusion.mmf import BidirectionalMultimodalFusion, check_text_positions
 from rvoslib.models.registry import TRANSFORMERS
 from rvoslib.models.text import TextFeatures
 from rvoslib.models.transformer.deformable_transformer import DeformableDecoder, DeformableEncoder
@@ -53,11 +49,9 @@ QUERY_CONTENTS = ("sentence", "zero")
 
 
 class MLP(nn.Module):
-    """``num_layers`` Linear layers with ReLU between them (DETR's box MLP).
-
-    Example:
-        >>> MLP(8, 16, 4, num_layers=3)(torch.randn(2, 8)).shape
-        torch.Size([2, 4])
+    """``num_layers`` Linear layers with ReLU between them (DETR's box MLP). Example:
+    >>> MLP(8, 16, 4, num_layers=3)(torch.randn(2, 8)).shape
+    torch.Size([2, 4])
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
@@ -106,6 +100,8 @@ class ReferFormerTransformer(nn.Module):
         query_content: ``"sentence"`` (ReferFormer) or ``"zero"`` (SOC).
         text_level: With ``fusion="bidirectional"``, the backbone level the text attends to
             (default: the last one, SOC's stride-32 level).
+        text_positions: Text key positions of the early fusion: ``"centred"`` (rvoslib's
+            ``(k - 0.5) / n``) or ``"original"`` (the released code's ``k / n``).
 
     Attributes:
         d_model, num_queries, num_layers: ``D``, ``N`` and ``Ly``.
@@ -141,8 +137,10 @@ class ReferFormerTransformer(nn.Module):
         fusion: str = "multiplicative",
         query_content: str = "sentence",
         text_level: int | None = None,
+        text_positions: str = "centred",
     ) -> None:
         super().__init__()
+        self.text_positions = check_text_positions(text_positions)
         channels = [int(c) for c in visual_channels]
         if not channels or min(channels) < 1 or text_dim < 1:
             raise ValueError(
@@ -188,8 +186,9 @@ class ReferFormerTransformer(nn.Module):
                     f"text_level must index the {len(channels)} visual levels, got {text_level}"
                 )
             self.early_fusion = BidirectionalMultimodalFusion(
-                d_model, d_model, dim=d_model, num_heads=num_heads, text_levels=[level]
-            )
+                d_model, d_model, dim=d_model, num_heads=num_heads, text_levels=[level],
+                text_positions=text_positions,
+            )  # fmt: skip
         layer_options: dict[str, Any] = {
             "dim": d_model, "num_heads": num_heads, "num_levels": num_levels,
             "num_points": num_points, "ffn_dim": ffn_dim, "dropout": dropout,
@@ -244,11 +243,10 @@ class ReferFormerTransformer(nn.Module):
         fused, tokens = self._fuse(projected, tokens, mask, batch, frames)
         flat, shapes = flatten_levels(fused)  # (B*T, S, D)
         positions = torch.cat(
-            [_visual_positions(h, w, self.d_model, flat.device) for h, w in shapes]
+            [mmf._visual_positions(h, w, self.d_model, flat.device) for h, w in shapes]
         ).to(flat.dtype)
         memory = self.encoder(flat, shapes, positions[None].expand_as(flat))
-        # one learned position per query, the same in every frame (repeat, not a view of the
-        # parameter: FlopCounterMode's module tracker rejects such views under no_grad)
+        # one position per query, in every frame (repeat: FlopCounterMode rejects views)
         query_pos = self.query_embed.weight.repeat(batch * frames, 1, 1)  # (B*T, N, D)
         reference = self.reference_points(self.query_embed.weight).sigmoid()  # (N, 2)
         reference = reference.expand(batch * frames, -1, -1)
@@ -293,7 +291,9 @@ class ReferFormerTransformer(nn.Module):
             level.permute(0, 1, 3, 4, 2).reshape(batch, -1, self.d_model) for level in clip_levels
         ]
         queries = torch.cat(visual, 1)
-        keys = tokens + _text_positions(mask, self.d_model).to(tokens.dtype)
+        keys = tokens + mmf._text_positions(mask, self.d_model, self.text_positions).to(
+            tokens.dtype
+        )
         attended = self.early_fusion(
             queries, keys, tokens, key_padding_mask=~mask, need_weights=False
         )[0]
@@ -390,9 +390,10 @@ class SOCTransformer(ReferFormerTransformer):
         fusion: str = "bidirectional",
         query_content: str = "zero",
         text_level: int | None = None,
+        text_positions: str = "centred",
     ) -> None:
         super().__init__(
             visual_channels, text_dim, d_model, num_queries, num_levels, num_encoder_layers,
             num_decoder_layers, num_heads, num_points, ffn_dim, dropout, fusion, query_content,
-            text_level,
+            text_level, text_positions,
         )  # fmt: skip
