@@ -238,8 +238,9 @@ class SOCCriterion(QuerySetCriterion):
     and ``outputs["text_vector"] (B, D)``.
 
     Args:
-        weights, matcher, no_object_weight, class_loss, aux_loss, focal_alpha, focal_gamma,
-        conventions: As :class:`QuerySetCriterion` (``class_loss`` defaults to ``"focal"``).
+        weights, matcher, no_object_weight, class_loss, aux_loss, focal_alpha, focal_gamma: As
+            :class:`QuerySetCriterion` (``class_loss`` defaults to ``"focal"``).
+        conventions: As :class:`QuerySetCriterion`.
         contrastive_weight: Weight of the contrastive loss (0 leaves it out).
 
     Raises:
