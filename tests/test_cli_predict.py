@@ -84,3 +84,28 @@ def test_export_torchscript(checkpoint, tmp_path, capsys):
                  "--out", str(out), "--check"])  # fmt: skip
     assert code == 2
     assert "--check compares ONNX" in capsys.readouterr().err
+
+
+def test_predict_overlay_format_and_legend(checkpoint, video, tmp_path, monkeypatch):
+    from rvoslib import animation, overlay
+
+    labels_seen = []
+    real = overlay.overlay_masks
+
+    def recording(*args, **kwargs):
+        labels_seen.append(kwargs.get("labels"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("rvoslib.viz.overlay_masks", recording)
+    out = tmp_path / "out"
+    argv = ["predict", "--checkpoint", str(checkpoint), "--video", str(video), "--text", "a dog",
+            "--out", str(out), "--overlay", "--size", "32", "--no-progress"]  # fmt: skip
+    if animation.mp4_available():
+        assert main([*argv, "--overlay-format", "mp4"]) == 0
+        assert (out / "overlay.mp4").is_file() and not (out / "overlay.gif").exists()
+    else:
+        assert main([*argv, "--overlay-format", "gif"]) == 0
+    assert labels_seen and labels_seen[0] == ["a dog"]
+    monkeypatch.setattr(animation, "choose_overlay_format", lambda n, **_: "gif")
+    assert main([*argv, "--overwrite"]) == 0  # auto: chosen by the video's length
+    assert (out / "overlay.gif").is_file()

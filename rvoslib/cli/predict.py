@@ -68,7 +68,11 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     cli.add("--overwrite", action="store_true", help="replace a non-empty --out")
     cli.add("--overlay", action="store_true", help="also write overlay PNGs and an animation")
     cli.add(
-        "--overlay-format", choices=("gif", "mp4"), default="gif", help="overlay animation format"
+        "--overlay-format",
+        choices=("auto", "gif", "mp4"),
+        default="auto",
+        help="overlay animation format; auto: mp4 for videos of more than 100 frames (when an "
+        "mp4 writer is available), else gif",
     )
     cli.add(
         "--format",
@@ -223,7 +227,7 @@ def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, 
     animation = None
     if args.overlay:
         fps = args.fps or source.fps or 10.0
-        animation = AnimationWriter(folder / f"overlay.{args.overlay_format}", fps=fps)
+        animation = AnimationWriter(folder / f"overlay.{_overlay_format(args, source)}", fps=fps)
     count = 0
     bar = tqdm(total=source.num_frames, unit="frame", desc=source.name, disable=args.no_progress)
     with bar:
@@ -232,7 +236,7 @@ def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, 
             for number, mask in enumerate(result.masks.numpy()):
                 writer.write(folder / str(number) / f"{name}.png", _png_bytes, mask, args.format)
             if animation is not None:
-                image = overlay_masks(result.frame, result.masks.unsqueeze(1))
+                image = overlay_masks(result.frame, result.masks.unsqueeze(1), labels=expressions)
                 writer.write(folder / "overlay" / f"{name}.png", _rgb_png, image)
                 animation.add(image)
             count += 1
@@ -253,6 +257,15 @@ def _predict_text(model, device, expressions, folder: Path, args) -> tuple[int, 
     return count, index
 
 
+def _overlay_format(args: Any, source: Any) -> str:
+    """``--overlay-format``, with ``auto`` chosen by the video's length."""
+    from rvoslib.animation import choose_overlay_format
+
+    if args.overlay_format != "auto":
+        return args.overlay_format
+    return choose_overlay_format(source.num_frames or 0)
+
+
 def _predict_mask(model, device, folder: Path, args) -> tuple[int, dict]:
     from rvoslib.animation import AnimationWriter
     from rvoslib.video_io import FrameFolderSource, open_video
@@ -267,15 +280,16 @@ def _predict_mask(model, device, folder: Path, args) -> tuple[int, dict]:
     ).numpy()
     writer = _Writer(args.workers)
     animation = None
+    labels = [f"object {k}" for k in range(1, int(first.max()) + 1)]
     if args.overlay:
         fps = args.fps or source.fps or 10.0
-        animation = AnimationWriter(folder / f"overlay.{args.overlay_format}", fps=fps)
+        animation = AnimationWriter(folder / f"overlay.{_overlay_format(args, source)}", fps=fps)
     frames = iter(source) if args.overlay else None
     for index, id_map in enumerate(ids):
         name = names[index] if names else f"{index:05d}"
         writer.write(folder / "masks" / f"{name}.png", _png_bytes, id_map, "davis")
         if animation is not None:
-            image = overlay_masks(next(frames), id_map[None])
+            image = overlay_masks(next(frames), id_map[None], labels=labels)
             writer.write(folder / "overlay" / f"{name}.png", _rgb_png, image)
             animation.add(image)
     writer.close()

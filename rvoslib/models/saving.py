@@ -220,8 +220,8 @@ def save_model(
             )
     config = model.config.to_dict()
     if CARD_FILE not in extra_files:
-        inputs = getattr(model, "inputs", None)
-        task = "vos" if getattr(inputs, "kind", "text") == "first_mask" else "rvos"
+        kind = getattr(type(model), "input_kind", "text")  # not model.inputs: no tokenizer load
+        task = "vos" if kind == "first_mask" else "rvos"
         extra_files[CARD_FILE] = model_card(config, task=task)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_directory(directory) as temp_dir:

@@ -310,7 +310,7 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         metrics = {k: last[k] for k in ("J", "F", "JF") if last.get(k) is not None}
         data = self.run_info.get("data") or {}
-        kind = getattr(getattr(self.model, "inputs", None), "kind", "text")
+        kind = getattr(type(self.model), "input_kind", "text")
         return model_card(
             self.model.config.to_dict(),
             metrics=metrics,
