@@ -16,6 +16,11 @@ from typing import Any
 dependencies = ["torch", "torchvision", "transformers", "safetensors"]
 
 
+def _entry_name(preset: str) -> str:
+    """The entry point of a preset: ``mttr-swin-t`` -> ``mttr_swin_t``."""
+    return preset.replace("-", "_").replace(".", "_")
+
+
 def _entry(preset: str) -> Any:
     def load(pretrained: bool = False, checkpoint: str | None = None, **overrides: Any) -> Any:
         from rvoslib import SegmentationModel, create_model
@@ -36,7 +41,7 @@ def _entry(preset: str) -> Any:
             return model
         return create_model(preset, pretrained=pretrained, **overrides)
 
-    load.__name__ = preset.replace("-", "_").replace(".", "_")
+    load.__name__ = _entry_name(preset)
     load.__doc__ = f"The rvoslib preset {preset!r} (see rvoslib.list_presets())."
     return load
 
@@ -44,7 +49,7 @@ def _entry(preset: str) -> Any:
 def _entries() -> dict[str, Any]:
     from rvoslib.models.presets import list_presets
 
-    return {preset.replace("-", "_").replace(".", "_"): _entry(preset) for preset in list_presets()}
+    return {_entry_name(preset): _entry(preset) for preset in list_presets()}
 
 
 globals().update(_entries())

@@ -68,15 +68,19 @@ def test_enable_console_logging_replaces_its_own_handler() -> None:
                 logger.removeHandler(handler)
 
 
+@pytest.fixture
+def console_handlers():
+    """Remove the console handler ``rvos train`` adds to the ``rvoslib`` logger."""
+    yield
+    logging.getLogger("rvoslib").handlers.clear()
+
+
 def test_rvos_train_logs_each_epoch_writes_csv_and_curves_and_ends_with_a_table(
-    tmp_path, capsys
+    tmp_path, capsys, console_handlers
 ) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "out"
-    try:
-        assert main(["train", *SMALL, "--out", str(out)]) == 0
-    finally:
-        logging.getLogger("rvoslib").handlers.clear()
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     epoch_lines = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
@@ -90,21 +94,15 @@ def test_rvos_train_logs_each_epoch_writes_csv_and_curves_and_ends_with_a_table(
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_rvos_train_json_ends_with_one_json_line(tmp_path, capsys) -> None:
+def test_rvos_train_json_ends_with_one_json_line(tmp_path, capsys, console_handlers) -> None:
     out = tmp_path / "out"
-    try:
-        assert main(["train", *SMALL, "--epochs", "1", "--out", str(out), "--json"]) == 0
-    finally:
-        logging.getLogger("rvoslib").handlers.clear()
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and 0.0 <= summary["JF"] <= 1.0
 
 
-def test_tensorboard_event_files_are_written_when_installed(tmp_path) -> None:
+def test_tensorboard_event_files_are_written_when_installed(tmp_path, console_handlers) -> None:
     pytest.importorskip("tensorboard")
     out = tmp_path / "out"
-    try:
-        assert main(["train", *SMALL, "--epochs", "1", "--out", str(out), "--json"]) == 0
-    finally:
-        logging.getLogger("rvoslib").handlers.clear()
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(out), "--json"]) == 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -255,8 +255,8 @@ def convert_checkpoint(
             the file is unsafe, corrupt or of another system (named); see also
             :func:`convert_state_dict`.
     """
-    from rvoslib.model_card import CARD_FILE, model_card
-    from rvoslib.models.saving import save_model
+    from rvoslib.model_card import CARD_FILE
+    from rvoslib.models.saving import card_of, save_model
     from rvoslib.version import __version__
 
     path, out, say = Path(path), Path(out), log or (lambda line: None)
@@ -292,8 +292,8 @@ def convert_checkpoint(
     }
     text = json.dumps(record, indent=2, default=str)
     repository, licence = ORIGINAL_SOURCES.get(source, ("", None))
-    card = model_card(
-        model.config.to_dict(),
+    card = card_of(
+        model,
         source={
             "name": source,
             "repository": repository,

@@ -23,6 +23,7 @@ __all__ = [
     "CONFIG_FILE",
     "TOKENIZER_FILES",
     "WEIGHTS_FILE",
+    "card_of",
     "check_json",
     "load_into",
     "load_weights",
@@ -220,9 +221,7 @@ def save_model(
             )
     config = model.config.to_dict()
     if CARD_FILE not in extra_files:
-        kind = getattr(type(model), "input_kind", "text")  # not model.inputs: no tokenizer load
-        task = "vos" if kind == "first_mask" else "rvos"
-        extra_files[CARD_FILE] = model_card(config, task=task)
+        extra_files[CARD_FILE] = card_of(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_directory(directory) as temp_dir:
         text_encoder = getattr(model, "text_encoder", None)
@@ -235,6 +234,14 @@ def save_model(
         for name, text in extra_files.items():
             (temp_dir / name).write_text(text, encoding="utf-8")
     return Path(directory)
+
+
+def card_of(model: Any, **details: Any) -> str:
+    """``model``'s model card (:func:`rvoslib.model_card.model_card`) with ``details``
+    (``metrics``, ``dataset``, ``recipe``, ``source``); the task is read from the model's
+    class, so no tokenizer is loaded."""
+    task = "vos" if getattr(type(model), "input_kind", "text") == "first_mask" else "rvos"
+    return model_card(model.config.to_dict(), task=task, **details)
 
 
 def _save_tokenizer(text_encoder: Any, tokenizer: Any, folder: Path) -> bool:

@@ -23,6 +23,7 @@ from rvoslib._checks import check_tensor, is_compiling
 from rvoslib._hub import require_hub_files
 from rvoslib.models.hash_tokenizer import HASH_TOKENIZER_FILE, HashTokenizer
 from rvoslib.models.registry import TEXT_ENCODERS, TEXT_PROJECTIONS
+from rvoslib.models.text_projections import FeatureResizer, LinearNormGELU
 
 __all__ = [
     "FeatureResizer",
@@ -118,56 +119,6 @@ def _build_language_model(
     if not keep_pooler and getattr(model, "pooler", None) is not None:
         model.pooler = None  # unused: rvoslib pools the last hidden states itself
     return model
-
-
-@TEXT_PROJECTIONS.register(
-    "linear_norm_gelu", description="Linear -> LayerNorm -> GELU (the default projection)."
-)
-class LinearNormGELU(nn.Sequential):
-    """``Linear(in_dim, out_dim) -> LayerNorm(out_dim) -> GELU``: the text encoder's default
-    projection of the language model's features, ``(..., in_dim) -> (..., out_dim)``.
-
-    Example:
-        >>> LinearNormGELU(8, 4)(torch.randn(2, 3, 8)).shape
-        torch.Size([2, 3, 4])
-    """
-
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.GELU())
-        self.in_dim, self.out_dim = in_dim, out_dim
-
-
-@TEXT_PROJECTIONS.register(
-    "feature_resizer",
-    description="Linear -> LayerNorm(eps 1e-12) -> Dropout (MTTR's, ReferFormer's and SOC's).",
-)
-class FeatureResizer(nn.Module):
-    """``Linear(in_dim, out_dim) -> LayerNorm(out_dim, eps=1e-12) -> Dropout(dropout)``, the
-    projection of the language model's features in MTTR, ReferFormer and SOC (their
-    ``FeatureResizer``), ``(..., in_dim) -> (..., out_dim)``.
-
-    Its state dict keys are ``fc.*`` and ``layer_norm.*``, the originals' names.
-
-    Args:
-        in_dim: Width of the language model's features.
-        out_dim: Width of the projected features.
-        dropout: Dropout probability after the normalisation (the originals use 0.1).
-
-    Example:
-        >>> FeatureResizer(8, 4)(torch.randn(2, 3, 8)).shape
-        torch.Size([2, 3, 4])
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.fc = nn.Linear(in_dim, out_dim)
-        self.layer_norm = nn.LayerNorm(out_dim, eps=1e-12)
-        self.dropout = nn.Dropout(dropout)
-        self.in_dim, self.out_dim = in_dim, out_dim
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(..., in_dim) -> (..., out_dim)``."""
-        return self.dropout(self.layer_norm(self.fc(features)))
 
 
 @TEXT_ENCODERS.register("huggingface")

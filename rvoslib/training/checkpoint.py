@@ -29,6 +29,7 @@ import torch
 
 from rvoslib._io import atomic_directory
 from rvoslib.models.base import CONFIG_FILE, WEIGHTS_FILE, SegmentationModel, load_weights
+from rvoslib.models.saving import card_of
 
 __all__ = [
     "TRAINING_STATE_FILE",
@@ -39,6 +40,7 @@ __all__ = [
     "get_rng_state",
     "load_training_state",
     "load_weights",
+    "run_card",
     "save_checkpoint",
     "set_rng_state",
     "training_state",
@@ -105,6 +107,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_card(
+    model: SegmentationModel,
+    history: list[dict[str, Any]],
+    run_info: dict[str, Any],
+    config: Any,
+) -> str:
+    """The model card of a run's checkpoints: the last epoch's held-out J, F and J&F, the
+    dataset and the trainer settings (:func:`rvoslib.models.saving.card_of`)."""
+    last = history[-1] if history else {}
+    data = run_info.get("data") or {}
+    return card_of(
+        model,
+        metrics={k: last[k] for k in ("J", "F", "JF") if last.get(k) is not None},
+        dataset=data.get("dataset"),
+        recipe={"data": data, "trainer": config.to_dict()} if data else None,
+    )
 
 
 def save_checkpoint(

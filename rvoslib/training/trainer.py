@@ -271,7 +271,7 @@ class Trainer:
         if self.context.is_main:
             checkpoint.check_finite(self.model, self.output_dir)
             state = self.state_dict()
-            card = self._model_card()
+            card = checkpoint.run_card(self.model, self.history, self.run_info, self.config)
             checkpoint.save_checkpoint(self.output_dir / "last", self.model, state, card)
             if improved:
                 checkpoint.save_checkpoint(self.output_dir / "best", self.model, state, card)
@@ -302,23 +302,6 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])
 
     # ----------------------------------------------------------------------------- helpers
-    def _model_card(self) -> str:
-        """The checkpoints' model card: the last epoch's held-out metrics, the data, the
-        trainer settings."""
-        from rvoslib.model_card import model_card
-
-        last = self.history[-1] if self.history else {}
-        metrics = {k: last[k] for k in ("J", "F", "JF") if last.get(k) is not None}
-        data = self.run_info.get("data") or {}
-        kind = getattr(type(self.model), "input_kind", "text")
-        return model_card(
-            self.model.config.to_dict(),
-            metrics=metrics,
-            dataset=data.get("dataset"),
-            recipe={"data": data, "trainer": self.config.to_dict()} if data else None,
-            task="vos" if kind == "first_mask" else "rvos",
-        )
-
     def _resolve_resume(self, resume: str | Path | None) -> Path | None:
         """The checkpoint folder to load: ``resume`` itself, or for ``"auto"`` the run
         folder's ``last/`` when rank 0 finds one (``None``: start fresh).
