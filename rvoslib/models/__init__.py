@@ -94,6 +94,7 @@ from rvoslib.models.temporal import (
     TemporalModule,
 )
 from rvoslib.models.text import HashTokenizer, LinearNormGELU, TextEncoder, TextFeatures
+from rvoslib.models.text_projections import FeatureResizer
 from rvoslib.models.transformer import (
     LongShortCrossAttention,
     MTTRTransformer,
@@ -129,6 +130,7 @@ __all__ = [
     "CrossModalFusion",
     "DynamicMaskHead",
     "DynamicMaskKernels",
+    "FeatureResizer",
     "FlowConsistencyLoss",
     "FlowEstimator",
     "FusionConfig",
