@@ -54,7 +54,7 @@ def run_preset(preset: str, args: argparse.Namespace, control: bool) -> dict:
 
     data = yaml.safe_load((out / "recipe.yaml").read_text())["data"]
     evaluation = _rvos(
-        "eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic", "--by-kind",
+        "eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic", "--by-kind", "--json",
         "--val-videos", str(args.eval_videos or data["val_videos"]),
         "--val-frames", str(data["val_frames"]),
         "--size", str(data["size"]), "--seed", str(args.seed),

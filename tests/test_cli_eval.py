@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -28,7 +29,7 @@ def _json_lines(text: str) -> list[dict]:
 def test_eval_on_synthetic_writes_masks_and_tables(checkpoint, tmp_path, capsys) -> None:
     code = main(
         ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--val-videos", "2",
-         "--val-frames", "2", "--size", "32", "--out", str(tmp_path), "--device", "cpu"]
+         "--json", "--val-frames", "2", "--size", "32", "--out", str(tmp_path), "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     rows = _json_lines(capsys.readouterr().out)
@@ -43,7 +44,7 @@ def test_predictions_are_written_and_scored_at_the_frames_size(
 ) -> None:
     code = main(
         ["eval", "--checkpoint", str(checkpoint), "--root", str(davis_mini), "--size", "64",
-         "--protocol", "all", "--out", str(tmp_path), "--device", "cpu"]
+         "--json", "--protocol", "all", "--out", str(tmp_path), "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     rows = _json_lines(capsys.readouterr().out)
@@ -57,7 +58,7 @@ def test_refer_davis_is_the_default_and_writes_the_official_layout(
 ) -> None:
     code = main(
         ["eval", "--checkpoint", str(checkpoint), "--root", str(davis_mini), "--size", "64",
-         "--out", str(tmp_path), "--device", "cpu"]
+         "--json", "--out", str(tmp_path), "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     rows = _json_lines(capsys.readouterr().out)
@@ -73,7 +74,7 @@ def test_scoring_the_osvos_folder_reproduces_the_official_numbers(
 ) -> None:
     predictions = davis_mini / "predictions" / "osvos"
     code = main(
-        ["eval", "--predictions", str(predictions), "--root", str(davis_mini),
+        ["eval", "--json", "--predictions", str(predictions), "--root", str(davis_mini),
          "--protocol", "semi-supervised", "--out", str(tmp_path)]
     )  # fmt: skip
     assert code == 0
@@ -113,7 +114,10 @@ def test_old_option_names_warn_and_build_the_same_data(checkpoint, capsys) -> No
     old = ["--data", "synthetic", "--videos", "2", "--frames", "2", "--size", "32"]
     rows = []
     for options in (new, old):
-        assert main(["eval", "--checkpoint", str(checkpoint), *options, "--device", "cpu"]) == 0
+        assert (
+            main(["eval", "--json", "--checkpoint", str(checkpoint), *options, "--device", "cpu"])
+            == 0
+        )
         captured = capsys.readouterr()
         rows.append(_json_lines(captured.out))
         if options is old:
@@ -148,7 +152,7 @@ def test_eval_help_has_help_for_every_option(capsys) -> None:
 def test_by_kind_reports_every_kind_of_expression(checkpoint, capsys) -> None:
     code = main(
         ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--val-videos", "12",
-         "--val-frames", "2", "--size", "32", "--by-kind", "--device", "cpu"]
+         "--json", "--val-frames", "2", "--size", "32", "--by-kind", "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     summary = _json_lines(capsys.readouterr().out)[-1]
@@ -165,7 +169,8 @@ def test_a2d_and_jhmdb_protocols_from_the_cli(checkpoint, tmp_path, capsys) -> N
 
     a2d, jhmdb = make_a2d(tmp_path / "a2d"), make_jhmdb(tmp_path / "jhmdb")
     for data, root in (("a2d", a2d), ("jhmdb", jhmdb)):
-        argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", data, "--root", str(root)]
+        argv = ["eval", "--json", "--checkpoint", str(checkpoint), "--dataset", data,
+                "--root", str(root)]  # fmt: skip
         assert main([*argv, "--size", "32", "--num-frames", "2", "--device", "cpu"]) == 0
         out = capsys.readouterr().out
         summary = _json_lines(out)[-1]
@@ -173,4 +178,71 @@ def test_a2d_and_jhmdb_protocols_from_the_cli(checkpoint, tmp_path, capsys) -> N
         assert {"mAP_all_queries", "mAP_top_query", "P@0.5", "overall_iou", "mean_iou"} <= set(
             summary
         )
-        assert "all queries" in out.lower() or "all_queries" in out
+        assert main([*argv[:1], *argv[2:], "--size", "32", "--num-frames", "2"]) == 0
+        out = capsys.readouterr().out  # without --json: the protocol's report and the table
+        assert "mAP (all queries)" in out and "mAP (top query)" in out
+        metrics = dict(_table(out, "metric  value"))
+        assert float(metrics["mAP_all_queries"]) == pytest.approx(
+            summary["mAP_all_queries"], abs=5e-5
+        )
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    """The rows of the table whose titles begin with those of ``header`` (cells are split on
+    two or more spaces)."""
+    titles = _cells(header)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if _cells(line)[: len(titles)] == titles)
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        rows.append(_cells(line))
+    return rows
+
+
+def test_eval_prints_tables_with_the_numbers_of_the_json_lines(checkpoint, capsys) -> None:
+    argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--val-videos",
+            "6", "--val-frames", "2", "--size", "32", "--by-kind", "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    rows, summary = lines[1:-1], lines[-1]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert not any(line.startswith("{") for line in out.splitlines())
+    assert out.splitlines()[0] == "protocol: all"
+    table = _table(out, "video  expression  frames  J")
+    assert len(table) == len(rows) == 6
+    for cells, row in zip(table, rows):
+        assert cells[:3] == [row["video_id"], str(row["key"]), str(row["num_frames"])]
+        assert [float(c) for c in cells[3:6]] == pytest.approx(
+            [row["J"], row["F"], row["JF"]], abs=5e-5
+        )
+    metrics = dict(_table(out, "metric  value"))
+    assert float(metrics["JF"]) == pytest.approx(summary["JF"], abs=5e-5)
+    assert metrics["protocol"] == "all" and int(metrics["num_sequences"]) == 6
+    kinds = {cells[0]: cells for cells in _table(out, "kind  count  J  F  J&F")}
+    assert set(kinds) == set(summary["by_kind"])
+    for kind, cells in kinds.items():
+        assert int(cells[1]) == summary["by_kind"][kind]["count"]
+        assert float(cells[4]) == pytest.approx(summary["by_kind"][kind]["JF"], abs=5e-5)
+
+
+def test_scoring_a_folder_prints_a_table_per_sequence(davis_mini, capsys) -> None:
+    argv = ["eval", "--predictions", str(davis_mini / "predictions" / "osvos"),
+            "--root", str(davis_mini), "--protocol", "semi-supervised"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    scores = {
+        name.rsplit("_", 1)[0]: (float(j), float(f)) for name, j, f in _table(out, "sequence")
+    }
+    assert set(scores) == set(OFFICIAL_SEMI)
+    for name, official in OFFICIAL_SEMI.items():
+        assert scores[name] == pytest.approx(official, abs=5e-5)  # the official numbers, rounded
+    metrics = dict(_table(out, "metric  value"))
+    mean_jf = sum(j + f for j, f in OFFICIAL_SEMI.values()) / (2 * len(OFFICIAL_SEMI))
+    assert float(metrics["JF"]) == pytest.approx(mean_jf, abs=5e-5)

@@ -43,7 +43,8 @@ def test_train_vos_on_synthetic(tmp_path, capsys) -> None:
 
 
 def test_eval_vos_on_davis_mini(vos_checkpoint, davis_mini, capsys) -> None:
-    argv = ["eval", "--checkpoint", str(vos_checkpoint), "--task", "vos", "--root", str(davis_mini)]
+    argv = ["eval", "--json", "--checkpoint", str(vos_checkpoint), "--task", "vos",
+            "--root", str(davis_mini)]  # fmt: skip
     assert main([*argv, "--size", "64", "--device", "cpu"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert rows[0] == {"protocol": "semi-supervised"} and rows[-1]["num_sequences"] == 2

@@ -367,7 +367,7 @@ def test_rvos_eval_inference_protocol(tmp_path, capsys) -> None:
     from rvoslib.cli import main
 
     checkpoint = _tiny_checkpoint(tmp_path)
-    argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic",
+    argv = ["eval", "--json", "--checkpoint", str(checkpoint), "--dataset", "synthetic",
             "--val-videos", "1", "--val-frames", "2", "--device", "cpu"]  # fmt: skip
     assert main([*argv, "--inference-protocol", "mttr"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

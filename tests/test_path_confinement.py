@@ -355,7 +355,7 @@ def test_eval_predictions_never_writes_into_the_scored_folder(davis_mini, tmp_pa
     mine = b"my own table, not rvoslib's\n"
     (predictions / "global_results-val.csv").write_bytes(mine)
     before = _files(predictions)
-    argv = ["eval", "--predictions", str(predictions), "--root", str(root),
+    argv = ["eval", "--json", "--predictions", str(predictions), "--root", str(root),
             "--protocol", "semi-supervised"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -33,6 +33,10 @@ from the original frames, one query per video or per clip, the upsampling and th
 ``--size``); ``--clip-len`` and ``--threshold`` are then not used. The default is the
 checkpoint's own (a converted published checkpoint's system), else ``rvoslib``. It does not
 change ``--protocol`` (which frames are scored and how).
+
+It prints a table of the per-sequence scores and a table of the summary (with ``--by-kind``, a
+table per kind of expression); ``--json`` prints JSON lines instead (the protocol, one row per
+sequence, the summary last), for programs.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 
 from rvoslib._io import atomic_write_text
 from rvoslib.cli.convert import CHECKPOINT_HELP, add_original_options, load_model
+from rvoslib.cli.eval_report import EvalReport
 from rvoslib.cli.options import CommandLine
 from rvoslib.cli.predict import add_inference_protocol_option
 
@@ -102,6 +107,12 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
     add_inference_protocol_option(cli)
     cli.add("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
     cli.add(
+        "--json",
+        action="store_true",
+        help="print JSON lines (the protocol, one row per sequence, the summary last) instead "
+        "of tables",
+    )
+    cli.add(
         "--out",
         default=None,
         help="folder for the predictions and the tables (without it nothing is written; with "
@@ -115,7 +126,7 @@ def command_line(argv: Sequence[str] = ()) -> CommandLine:
 
 
 def run(args: Any) -> int:
-    """Evaluate; print the per-sequence rows and the summary as JSON lines."""
+    """Evaluate; print the per-sequence rows and the summary (tables, or JSON lines)."""
     from rvoslib.data import DataConfig
 
     config = DataConfig(**args.data.as_dict())
@@ -144,7 +155,7 @@ def run(args: Any) -> int:
         return _ytvos(model, dataset, collate, device, config, args)
     if config.dataset in ("a2d", "jhmdb"):
         return _annotated_frames(model, dataset, collate, device, config, args)
-    print(json.dumps({"protocol": protocol, **_inference_entry(args)}))
+    _report(args).header({"protocol": protocol, **_inference_entry(args)})
     if protocol == "refer-davis":
         return _refer_davis(model, dataset, collate, device, config, args)
     kinds: dict[tuple[str, str], str] = {}
@@ -163,9 +174,8 @@ def run(args: Any) -> int:
     if args.out is not None:
         result.evaluator.to_csv(Path(args.out) / "per_sequence.csv")
         atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2))
-    for row in result.per_sequence:
-        print(json.dumps(row))
-    print(json.dumps(summary))
+    _report(args).rows(result.per_sequence)
+    _report(args).summary(summary)
     return 0
 
 
@@ -211,6 +221,11 @@ def _load(args: Any, config: Any) -> tuple[Any, Any, Any, Any]:
     )
     device = init_distributed(args.device).device
     return model.to(device).eval(), dataset, collator_for(model.inputs), device
+
+
+def _report(args: Any) -> EvalReport:
+    """The printer of the results: tables, or JSON lines with ``--json``."""
+    return EvalReport(as_json=bool(getattr(args, "json", False)))
 
 
 def _inference_entry(args: Any) -> dict[str, str]:
@@ -294,10 +309,14 @@ def _score_folder(folder: Path, args: Any, config: Any, protocol: str) -> int:
     result = evaluate_davis_folder(folder, config.root, protocol, split=config.val_split)
     if args.out:
         write_official_tables(result, Path(args.out))
-    for sequence, j_value, f_value in result.per_sequence():
-        print(json.dumps({"sequence": sequence, "J": j_value, "F": f_value}))
+    _report(args).rows(
+        [
+            {"sequence": name, "J": j_value, "F": f_value}
+            for name, j_value, f_value in result.per_sequence()
+        ]
+    )
     summary = {"protocol": protocol, "ground_truth": str(result.ground_truth), **result.summary()}
-    print(json.dumps(summary))
+    _report(args).summary(summary)
     if args.out:
         atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2) + "\n")
     return 0
@@ -311,8 +330,8 @@ def _annotated_frames(
 
     protocol = evaluate_annotated_frames(model, dataset, collate_fn=collate, device=device)
     summary = {"data": config.dataset, **protocol.summary()}
-    print(protocol.report())
-    print(json.dumps(summary))
+    _report(args).text(protocol.report())
+    _report(args).summary(summary)
     if args.out:
         atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=2) + "\n")
     return 0
@@ -347,5 +366,5 @@ def _ytvos(model: Any, dataset: Any, collate: Any, device: Any, config: Any, arg
     archive = zip_submission(out)
     split = getattr(dataset, "split", config.val_split)
     summary = {"data": "ytvos", "split": split, "submission": str(archive), **result.summary}
-    print(json.dumps(summary))
+    _report(args).summary(summary)
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rvoslib._io import atomic_write_bytes, atomic_write_text
+from rvoslib._table import format_table, format_value
 
 __all__ = [
     "CSV_FILE",
@@ -54,18 +54,6 @@ CURVES_FILE = "curves.png"
 _LINE_KEYS = ("train_loss", "train_iou", "val_loss", "J", "F", "JF", "lr")
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and abs(value) < 1e-3:
-        return f"{value:.2e}"
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
-
-
 def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
     """One line for an epoch's record: ``epoch k/N: key value ...  (seconds)``.
 
@@ -73,7 +61,9 @@ def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
         record: The epoch's history record (``epoch`` counts from 0).
         epochs: The run's number of epochs.
     """
-    parts = [f"{key} {_format(record[key])}" for key in _LINE_KEYS if record.get(key) is not None]
+    parts = [
+        f"{key} {format_value(record[key])}" for key in _LINE_KEYS if record.get(key) is not None
+    ]
     seconds = record.get("epoch_time")
     tail = f"  ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else ""
     return f"epoch {int(record['epoch']) + 1}/{epochs}: " + "  ".join(parts) + tail
@@ -81,18 +71,13 @@ def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
 
 def summary_table(values: Mapping[str, Any]) -> str:
     """A two-column ``metric  value`` table of the scalar entries of ``values`` (in order;
-    lists and dicts are left out)."""
+    lists and dicts are left out, ``None`` is shown as ``-``)."""
     rows = [
-        (str(key), _format(value))
+        {"metric": str(key), "value": value}
         for key, value in values.items()
         if value is None or isinstance(value, (int, float, str))
     ]
-    rows = [(k, "-" if v == "None" else v) for k, v in rows]
-    width = max([len("metric"), *(len(k) for k, _ in rows)])
-    value_width = max([len("value"), *(len(v) for _, v in rows)])
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * value_width}"]
-    lines += [f"{key:<{width}}  {value}" for key, value in rows]
-    return "\n".join(lines)
+    return format_table(rows, ["metric", "value"])
 
 
 def write_csv(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:

@@ -9,7 +9,8 @@ stride-32 map of VGG-16: ``(512, 8, 14)`` for a ``256 x 448`` frame.
 widens the first convolution. When ImageNet weights (``pretrained``) or a local file
 (``checkpoint_path``) with 3 input channels are loaded, the RGB filters are kept and the filters
 of the extra channels start at zero, so the pretrained network initially sees the image exactly
-as in ImageNet training and learns how to use the extra channels. (Seed 003 instead puts a
+as in ImageNet training and learns how to use the extra channels. (The sequence-to-sequence
+VOS code this model was specified from instead puts a
 randomly initialised 3x3 convolution 4 -> 3 + BN + ReLU in front of VGG, which scrambles the
 input of the pretrained filters at the start of training; the seq2seq architecture uses that
 adapter for backbones that take 3 channels only.)

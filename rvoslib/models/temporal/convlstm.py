@@ -14,9 +14,10 @@ spatial layout. With input ``x_t`` and previous state ``(h, c)``, per pixel and 
 model of Xu et al. (ECCV 2018, seed ``003``) or ``tanh`` as in Shi et al.
 
 The peephole weights ``p_i, p_f, p_o`` are trainable ``nn.Parameter`` s (saved and restored
-with the model; seed ``003`` kept them in plain tensors, re-drawn at random at every run).
+with the model; the sequence-to-sequence VOS code this module was specified from kept them
+in plain tensors, re-drawn at random at every run).
 They have shape ``(C_h, 1, 1)``: one weight per channel, shared by all positions. A weight
-per position ``(C_h, h, w)``, as in seed 003, would tie the module to one input size (one
+per position ``(C_h, h, w)``, as in that code, would tie the module to one input size (one
 frame resolution) and gives a position-dependent gate with no reason to exist in a
 translation-equivariant model; per-channel peepholes work at any size.
 """
@@ -49,7 +50,7 @@ class ConvLSTMCell(nn.Module):
         input_channels: Channels ``C`` of the input maps.
         hidden_channels: Channels ``C_h`` of the hidden state and memory.
         kernel_size: Odd size of the square gate convolutions (3 as in the paper).
-        activation: ``"relu"`` (seed 003) or ``"tanh"`` (Shi et al.).
+        activation: ``"relu"`` (the sequence-to-sequence VOS model) or ``"tanh"`` (Shi et al.).
         peephole: Add the peephole terms ``p . c`` to the input, forget and output gates.
 
     Attributes:
@@ -172,7 +173,7 @@ class ConvLSTM(nn.Module):
         channels: Input channels ``C``.
         hidden_channels: Hidden channels ``C_h`` (None: ``channels``).
         kernel_size: Odd size of the gate convolutions.
-        activation: ``"relu"`` (seed 003) or ``"tanh"`` (Shi et al.).
+        activation: ``"relu"`` (the sequence-to-sequence VOS model) or ``"tanh"`` (Shi et al.).
         peephole: Use peephole connections (per-channel, trainable).
 
     Example:
