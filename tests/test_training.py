@@ -360,3 +360,20 @@ def test_warmup_raises_the_learning_rate_linearly() -> None:
     assert trainer.current_lr == pytest.approx(1e-3 / 4)  # the first step
     trainer.fit()  # 4 steps; logs hold the rate of the step after each one
     assert seen == pytest.approx([2e-3 / 4, 3e-3 / 4, 1e-3, 1e-3], rel=1e-5)
+
+
+def test_the_epoch_record_holds_the_rate_of_its_last_step_not_the_restarted_one() -> None:
+    from rvoslib.training import LambdaCallback
+
+    seen = []
+    record = LambdaCallback(on_step_end=lambda trainer, step, logs: seen.append(logs["lr"]))
+    trainer = Trainer(
+        small_model(),
+        small_data(videos=8),
+        config=config(epochs=2, lr=1e-3, t_0=2, eta_min=0.0),
+        callbacks=[record],
+    )
+    history = trainer.fit()  # 2 epochs of 4 steps; the cosine restarts after the last step
+    assert seen[-1] == pytest.approx(1e-3)  # the step logs: the rate of the next step
+    assert history[0]["lr"] == pytest.approx(seen[2]) and history[1]["lr"] == pytest.approx(seen[6])
+    assert history[1]["lr"] < history[0]["lr"] < 1e-3

@@ -187,8 +187,9 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training data; returns ``train_loss``, ``train_<term>`` for every
-        loss term, ``train_iou``, ``lr``, ``grad_norm``, ``steps``, ``nonfinite_steps`` and
-        ``clips_per_s``."""
+        loss term, ``train_iou``, ``lr`` (the largest rate of the epoch's last step, not the
+        next one: a schedule that restarts after the last epoch does not show as a jump),
+        ``grad_norm``, ``steps``, ``nonfinite_steps`` and ``clips_per_s``."""
         config, accumulation = self.config, self.config.accumulation_steps
         reseed(config.seed, epoch, self.context.rank)
         loader = make_loader(
@@ -196,6 +197,7 @@ class Trainer:
         )
         self.train_step.train()
         sums, clips, started = RunningSums(), 0, time.perf_counter()
+        step_lr = self.current_lr  # the rate the epoch's last step used (the schedule moves on)
         progress = self._progress(loader, f"epoch {epoch + 1}/{config.epochs}")
         self.optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(progress):
@@ -215,6 +217,7 @@ class Trainer:
             clips += batch["frames"].shape[0]
             if not last_in_group:
                 continue
+            step_lr = self.current_lr
             if not self._optimizer_step(sums):
                 self._skip_step(epoch, index)
                 continue
@@ -231,7 +234,7 @@ class Trainer:
         means = sums.means(self.context)
         return {
             **{("train_" + k if k != "grad_norm" else k): v for k, v in means.items()},
-            "lr": self.current_lr,
+            "lr": step_lr,
             "steps": self.step,
             "nonfinite_steps": self.nonfinite_steps,
             "clips_per_s": clips * self.context.world_size / max(elapsed, 1e-9),
