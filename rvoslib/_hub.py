@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 from urllib.error import URLError
 from urllib.parse import urlparse
 
@@ -20,9 +21,12 @@ __all__ = [
     "HubUnavailableError",
     "hub_is_offline",
     "require_hub_files",
+    "require_text_encoder_files",
     "torchvision_download",
 ]
 
+#: The option of ``rvos train`` that points the text encoder at a local folder.
+LOCAL_TEXT_OPTION = "--model.text_encoder.model_name_or_path"
 #: Seconds to wait for the Hub's host to accept a connection.
 PROBE_TIMEOUT = 3.0
 
@@ -88,6 +92,33 @@ def require_hub_files(
         f"(2) fill the cache once where there is a network (`hf download {repo_id}`, or load "
         "it once with transformers), copy HF_HOME to this machine and set HF_HUB_OFFLINE=1"
     )
+
+
+def require_text_encoder_files(spec: Any) -> None:
+    """Fail within seconds when a text encoder spec needs Hub files that cannot be had.
+
+    Called by ``rvos train`` before any data is read: the tokenizer (and, with ``pretrained``,
+    the language model) of a ``"huggingface"`` spec must be a local folder, in the Hugging Face
+    cache, or reachable (:func:`require_hub_files`). Other specs pass.
+
+    Args:
+        spec: A text encoder spec (``{"name": "huggingface", "model_name_or_path": ...}``), or
+            anything else (ignored).
+
+    Raises:
+        HubUnavailableError: a needed source is neither local, cached nor reachable; the
+            message names it and the two ways out.
+    """
+    if not isinstance(spec, dict) or spec.get("name") != "huggingface":
+        return
+    name = spec.get("model_name_or_path")
+    tokenizer = spec.get("tokenizer") or name
+    if isinstance(tokenizer, (str, os.PathLike)) and tokenizer != "hash":
+        require_hub_files(
+            os.fspath(tokenizer), what="tokenizer of the text model", local_option=LOCAL_TEXT_OPTION
+        )
+    if spec.get("pretrained") and isinstance(name, (str, os.PathLike)):
+        require_hub_files(os.fspath(name), what="text model", local_option=LOCAL_TEXT_OPTION)
 
 
 @contextlib.contextmanager

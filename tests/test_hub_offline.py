@@ -88,10 +88,27 @@ def test_rvos_train_with_a_hub_text_model_offline_fails_fast(tmp_path, monkeypat
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
+    # as the README's command: davis-mini has no train split, and the text model is named first
     argv = ["train", "--preset", "seed-r50", "--dataset", "davis", "--root", str(root),
-            "--train-split", "val", "--out", str(tmp_path / "run"), "--device", "cpu"]  # fmt: skip
+            "--out", str(tmp_path / "run"), "--device", "cpu"]  # fmt: skip
     assert main(argv) == 2
     assert time.perf_counter() - started < 10
     err = capsys.readouterr().err
     assert "'bert-base-uncased'" in err and "--model.text_encoder.model_name_or_path" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_text_encoder_specs_are_checked_before_any_data(empty_cache, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = {"name": "huggingface", "model_name_or_path": "org/text"}
+    with pytest.raises(
+        _hub.HubUnavailableError, match="the tokenizer of the text model 'org/text'"
+    ):
+        _hub.require_text_encoder_files(spec)
+    with pytest.raises(_hub.HubUnavailableError, match="tokenizer of the text model 'org/tok'"):
+        _hub.require_text_encoder_files({**spec, "tokenizer": "org/tok"})
+    with pytest.raises(_hub.HubUnavailableError, match="the text model 'org/text'"):
+        _hub.require_text_encoder_files({**spec, "tokenizer": "hash", "pretrained": True})
+    _hub.require_text_encoder_files({**spec, "tokenizer": "hash"})  # nothing from the Hub
+    _hub.require_text_encoder_files({"name": "hash_bag", "model_name_or_path": "org/text"})
+    _hub.require_text_encoder_files(None)

@@ -129,17 +129,20 @@ def run(args: Any) -> int:
     from rvoslib.training.logs import enable_console_logging
 
     recipe = _recipe_of(args)
-    model_config(recipe.model)  # bad presets and overrides are named before anything runs
+    architecture = model_config(recipe.model)  # bad presets and overrides: named before any work
     if args.print_config:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
         return 0
 
     import torch
 
+    from rvoslib._hub import require_text_encoder_files
     from rvoslib.data import build_datasets
     from rvoslib.training import AUTO_RESUME, LambdaCallback, Trainer, init_distributed
     from rvoslib.training.run_folder import RunFolder
 
+    # a Hub text model that cannot be had is named within seconds, before the data is read
+    require_text_encoder_files(getattr(architecture, "text_encoder", None))
     trainer_config, data_config = recipe.trainer, recipe.data
     if not trainer_config.output_dir:
         raise ValueError("--output-dir is required")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rvoslib._checks import check_tensor, is_compiling
-from rvoslib._hub import require_hub_files
+from rvoslib._hub import LOCAL_TEXT_OPTION, require_hub_files
 from rvoslib.models.hash_tokenizer import HASH_TOKENIZER_FILE, HashTokenizer
 from rvoslib.models.registry import TEXT_ENCODERS, TEXT_PROJECTIONS
 from rvoslib.models.text_projections import FeatureResizer, LinearNormGELU
@@ -34,8 +34,6 @@ __all__ = [
     "known_text_configs",
 ]
 
-#: The option of ``rvos train`` that points the text encoder at a local folder.
-LOCAL_TEXT_OPTION = "--model.text_encoder.model_name_or_path"
 #: Files of which a local Hugging Face tokenizer folder holds at least one.
 HF_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json")
 
