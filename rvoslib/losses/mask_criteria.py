@@ -39,7 +39,7 @@ def _require(batch: Mapping[str, Any], key: str, criterion: str) -> Any:
 class MaskCriterion(nn.Module):
     """Weighted BCE, Dice and focal terms of ``outputs["logits"] (B, T, 1, H, W)`` against
     ``batch["masks"] (B, T, H, W)`` (``valid (B, T)`` frames and ``void`` pixels respected; the
-    masks are resized to the logits' size). Defaults: the seed design's weights.
+    masks are resized to the logits' size). Defaults: the course-project design's weights.
 
     Args:
         bce_weight: Weight of the binary cross-entropy.

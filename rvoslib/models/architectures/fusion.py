@@ -1,4 +1,4 @@
-"""The seed design: backbone -> fusion with the expression -> temporal module -> head.
+"""The course-project design: backbone -> fusion with the expression -> temporal module -> head.
 
 Every frame goes through the backbone, the coarsest level attends to the expression, a temporal
 module mixes the frames, and a head predicts one mask per frame (the multi-scale heads also use
@@ -62,7 +62,7 @@ class FusionConfig(ArchitectureConfig):
             receives ``channels`` (the fused map's).
         head: Head spec (``HEADS``); receives ``in_channels``, ``skip_channels``,
             ``skip_strides`` and ``text_dim``.
-        criterion: Criterion spec (``CRITERIA``; ``"mask"``: the seed design's weighted BCE,
+        criterion: Criterion spec (``CRITERIA``; ``"mask"``: the course-project weighted BCE,
             Dice and focal terms).
     """
 

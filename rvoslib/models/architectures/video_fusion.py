@@ -1,12 +1,12 @@
 """Motion before language: backbone -> temporal module -> fusion with the expression -> head.
 
-The seed design (:class:`~rvoslib.models.architectures.fusion.FusionModel`) fuses every frame
-with the expression on its own and mixes frames afterwards, so the cross-attention that matches
-words to places sees no motion: "the square moving left" can only be resolved by the temporal
-module after the words have been reduced to per-pixel features. Here the temporal module runs on
-the coarsest visual level first, so the visual tokens that the expression attends to already
-describe how each place changes over the clip (as in video backbones such as Video-Swin, which
-the query-based designs use for the same reason).
+The course-project design (:class:`~rvoslib.models.architectures.fusion.FusionModel`) fuses
+every frame with the expression on its own and mixes frames afterwards, so the cross-attention
+that matches words to places sees no motion: "the square moving left" can only be resolved by
+the temporal module after the words have been reduced to per-pixel features. Here the temporal
+module runs on the coarsest visual level first, so the visual tokens that the expression attends
+to already describe how each place changes over the clip (as in video backbones such as
+Video-Swin, which the query-based designs use for the same reason).
 """
 
 from __future__ import annotations
