@@ -16,6 +16,7 @@ version = release = __version__
 
 extensions = [
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",  # the summary table of the top-level package (no generated pages)
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
@@ -27,6 +28,7 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+autosummary_generate = False
 templates_path: list[str] = []
 exclude_patterns = ["_build"]
 html_theme = "furo"  # fits code blocks; light and dark
