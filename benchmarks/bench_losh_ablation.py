@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if train.returncode not in (0, 3):
             raise RuntimeError(f"rvos train {name} failed:\n{train.stderr[-2000:]}")
         evaluation = _rvos(
-            "eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic", "--by-kind", "--json",
-            "--long-expressions", "--val-videos", "96", "--val-frames", "8", "--size", "64",
+            "eval", "--checkpoint", str(out / "best"), "--dataset", "synthetic", "--by-kind",
+            "--json", "--long-expressions", "--val-videos", "96", "--val-frames", "8",
+            "--size", "64",
         )  # fmt: skip
         summary = json.loads(evaluation.stdout.strip().splitlines()[-1])
         metrics = json.loads((out / "metrics.json").read_text())

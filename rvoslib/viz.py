@@ -30,7 +30,12 @@ __all__ = [
 ]
 
 from rvoslib.animation import ANIMATION_FORMATS, AnimationWriter, save_animation
-from rvoslib.overlay import ArrayLike, _frames_hwc, davis_colors, overlay_masks
+from rvoslib.overlay import ArrayLike, _font, _frames_hwc, davis_colors, overlay_masks
+
+#: Colour of ground-truth masks in figures and strips (predictions use the DAVIS palette, whose
+#: object 1 is dark red).
+_TRUTH_COLOR = (0, 160, 255)
+_PREDICTION_COLOR = (128, 0, 0)
 
 
 def plot_clip(
@@ -43,6 +48,7 @@ def plot_clip(
     max_frames: int = 6,
     alpha: float = 0.5,
     frame_ids: Sequence[str | int] | None = None,
+    interpolation: str = "antialiased",
 ) -> Figure:
     """A figure with rows of frames, predicted masks and (optionally) ground truth.
 
@@ -55,6 +61,9 @@ def plot_clip(
         max_frames: At most this many frames, evenly spaced, are shown.
         alpha: Mask opacity.
         frame_ids: Column labels (default: the frame indices).
+        interpolation: How Matplotlib resamples the frames to the figure's pixels:
+            ``"antialiased"`` (its default, smooth) or ``"nearest"`` (each pixel a sharp
+            block: shows small frames as the model saw them, and their PNGs compress better).
 
     Returns:
         A Matplotlib ``Figure`` on an Agg canvas (``figure.savefig(path)`` writes it).
@@ -70,7 +79,7 @@ def plot_clip(
     if masks is not None:
         rows.append(("prediction", overlay_masks(images, masks, alpha)))
     if gt_masks is not None:
-        rows.append(("ground truth", overlay_masks(images, gt_masks, alpha, [(0, 160, 255)])))
+        rows.append(("ground truth", overlay_masks(images, gt_masks, alpha, [_TRUTH_COLOR])))
     height, width = images.shape[1:3]
     cell = 2.2
     figure = Figure(figsize=(cell * len(shown), cell * height / width * len(rows) + 0.6))
@@ -79,7 +88,7 @@ def plot_clip(
     for row, (label, row_images) in enumerate(rows):
         for column, index in enumerate(shown):
             axis = axes[row, column]
-            axis.imshow(row_images[index])
+            axis.imshow(row_images[index], interpolation=interpolation)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
@@ -182,11 +191,21 @@ def write_overlay_strips(
     """Draw a model's predictions on the first ``count`` items of ``dataset``, one PNG each.
 
     Each ``<video>_<exp_id>.png`` shows the clip's frames side by side with the predicted mask
-    overlaid; ``captions.txt`` lists the expressions.
+    overlaid (dark red). When the item has ground truth (``masks`` ``(T, H, W)`` or
+    ``(T, 1, H, W)``), the PNG has two rows, each under a small label: "prediction" on top
+    and "ground truth" (light blue) below; it is then ``2 * (band + H)`` pixels high, where
+    ``band`` is the label's height (14 px for frames up to 240 px high). An item without
+    ``masks`` gives one unlabelled row, ``H`` pixels high. ``captions.txt`` lists the
+    expressions.
+
+    Every tensor of the collated batch goes to the model (a first-mask VOS model reads its
+    ``first_mask`` there).
 
     Args:
         model: An :class:`~rvoslib.models.RVOSModel` on ``device``.
-        dataset: Whole-video items (as for validation).
+        dataset: Whole-video items (as for validation): ``frames`` ``(T, 3, H, W)``
+            normalised float, optionally ``masks`` ``(T, H, W)`` / ``(T, 1, H, W)`` (values
+            above 0.5 are the object; frames without annotation are drawn without a mask).
         folder: Output folder (created).
         count: Number of items to draw.
         collate_fn: Builds a batch of one item.
@@ -197,6 +216,10 @@ def write_overlay_strips(
 
     Returns:
         The written PNG paths.
+
+    Raises:
+        ValueError: an item's ``masks`` is not ``(T, H, W)`` / ``(T, 1, H, W)`` like its
+            frames.
     """
     from PIL import Image
 
@@ -208,17 +231,79 @@ def write_overlay_strips(
     model.eval()
     captions, paths = [], []
     for index in range(min(count, len(dataset))):
-        batch = collate_fn([dataset[index]])
+        item = dataset[index]
+        batch = collate_fn([item])
         tensors = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
         probabilities = model.predict(tensors, clip_len).sigmoid()[0, :, 0].cpu()
-        images = np.asarray(
-            overlay_masks(denormalize(batch["frames"][0]), probabilities > threshold)
-        )
-        if frames_per_strip is not None:
-            images = images[:: max(1, len(images) // frames_per_strip)][:frames_per_strip]
+        frames = denormalize(batch["frames"][0])
+        keep = _strip_frames(len(frames), frames_per_strip)
+        prediction = overlay_masks(frames, probabilities > threshold)[keep]
+        truth = _item_masks(item, index)
+        if truth is None:
+            picture = np.concatenate(list(prediction), axis=1)
+        else:
+            truth = overlay_masks(frames, truth, colormap=[_TRUTH_COLOR])[keep]
+            picture = _labelled_rows(
+                [
+                    ("prediction", _PREDICTION_COLOR, np.concatenate(list(prediction), axis=1)),
+                    ("ground truth", _TRUTH_COLOR, np.concatenate(list(truth), axis=1)),
+                ]
+            )
         name = f"{batch['video_id'][0]}_{batch['exp_id'][0]}.png"
-        Image.fromarray(np.concatenate(list(images), axis=1)).save(folder / name)
+        Image.fromarray(picture).save(folder / name)
         captions.append(f"{name}: {batch['expression'][0]}\n")
         paths.append(folder / name)
     atomic_write_text(folder / "captions.txt", "".join(captions))
     return paths
+
+
+def _strip_frames(num_frames: int, frames_per_strip: int | None) -> list[int]:
+    """Indices of the frames a strip shows (every frame, or evenly strided)."""
+    indices = list(range(num_frames))
+    if frames_per_strip is None:
+        return indices
+    return indices[:: max(1, num_frames // frames_per_strip)][:frames_per_strip]
+
+
+def _item_masks(item: Any, index: int) -> torch.Tensor | None:
+    """An item's ground truth as ``(T, H, W)`` bool, or ``None`` when it has none."""
+    masks = item.get("masks") if isinstance(item, Mapping) else None
+    if masks is None:
+        return None
+    masks = torch.as_tensor(masks).detach().cpu()
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(
+            f"dataset[{index}]['masks'] must be (T, H, W) or (T, 1, H, W), got shape "
+            f"{tuple(masks.shape)}"
+        )
+    return masks.float() > 0.5
+
+
+def _labelled_rows(rows: Sequence[tuple[str, tuple[int, int, int], np.ndarray]]) -> np.ndarray:
+    """Stack picture rows, each under a white band with a colour swatch and a label.
+
+    Args:
+        rows: ``(label, RGB colour of the swatch, (H, W, 3) uint8 picture)`` per row, all of
+            one size.
+
+    Returns:
+        ``(len(rows) * (band + H), W, 3)`` uint8, where ``band`` grows with ``H`` (14 px for
+        ``H`` up to 240).
+    """
+    from PIL import Image, ImageDraw
+
+    height, width = rows[0][2].shape[:2]
+    size = max(10, round(height / 24))
+    pad = max(2, size // 5)
+    band = size + 2 * pad
+    canvas = Image.new("RGB", (width, len(rows) * (band + height)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(size)
+    for row, (label, color, picture) in enumerate(rows):
+        top = row * (band + height)
+        draw.rectangle((pad, top + pad, pad + size - 1, top + pad + size - 1), fill=color)
+        draw.text((2 * pad + size, top + pad), label, font=font, fill=(0, 0, 0))
+        canvas.paste(Image.fromarray(picture), (0, top + band))
+    return np.asarray(canvas)

@@ -342,7 +342,8 @@ def test_write_overlay_strips(tmp_path) -> None:
         frames_per_strip=2,
     )
     assert len(paths) == 2 and all(p.is_file() for p in paths)
-    assert Image.open(paths[0]).size == (2 * 32, 32)
+    # items with masks: a prediction row and a ground-truth row, each under a 14 px label
+    assert Image.open(paths[0]).size == (2 * 32, 2 * (14 + 32))
     assert len((tmp_path / "captions.txt").read_text().splitlines()) == 2
 
 
