@@ -32,10 +32,10 @@ __all__ = [
 from rvoslib.animation import ANIMATION_FORMATS, AnimationWriter, save_animation
 from rvoslib.overlay import ArrayLike, _font, _frames_hwc, davis_colors, overlay_masks
 
-#: Colour of ground-truth masks in figures and strips (predictions use the DAVIS palette, whose
-#: object 1 is dark red).
+#: Colour of ground-truth masks in figures and strips.
 _TRUTH_COLOR = (0, 160, 255)
-_PREDICTION_COLOR = (128, 0, 0)
+#: Colour of a predicted mask: what ``overlay_masks`` gives object 1 (the DAVIS palette's).
+_PREDICTION_COLOR = tuple(int(c) for c in davis_colors(2)[1])
 
 
 def plot_clip(

@@ -37,3 +37,33 @@ def test_summary_table_keeps_its_layout() -> None:
         "JF          0.2500",
         "stopped_by  -",
     ]
+
+
+def test_eval_report_prints_json_lines_or_tables() -> None:
+    import io
+    import json
+
+    from rvoslib.cli.eval_report import EvalReport
+
+    rows = [{"sequence": "blackswan_1", "J": 0.5, "F": 0.25}]
+    summary = {"protocol": "all", "JF": 0.375, "by_kind": {"color": {"count": 1, "JF": 0.375}}}
+    for as_json in (True, False):
+        stream = io.StringIO()
+        report = EvalReport(as_json=as_json, stream=stream)
+        report.header({"protocol": "all"})
+        report.rows(rows)
+        report.rows([])
+        report.text("A2D report")
+        report.summary(summary)
+        lines = stream.getvalue().splitlines()
+        if as_json:  # the report text is left out: the summary line holds its numbers
+            assert [json.loads(line) for line in lines] == [{"protocol": "all"}, *rows, summary]
+        else:
+            assert lines[:5] == [
+                "protocol: all",
+                "sequence     J       F",
+                "-----------  ------  ------",
+                "blackswan_1  0.5000  0.2500",
+                "A2D report",
+            ]
+            assert "JF        0.3750" in lines and lines[-1] == "color  1      -  -  0.3750"
